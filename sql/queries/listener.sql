@@ -1,0 +1,3 @@
+-- name: probe
+-- The listener's round-trip probe: a notification it sends to itself.
+SELECT pg_notify($1, $2);

@@ -1,0 +1,213 @@
+-- Named queries of worker/queue.py. Parameters are positional ($n); nothing here is built from strings.
+
+-- name: enqueue
+-- $1 task_type, $2 payload, $3 run_at (null = now), $4 priority, $5 max_attempts, $6 dedupe_key
+WITH ins AS (
+    INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+    VALUES ($1, $2, coalesce($3, now()), $4, $5, $6)
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
+    RETURNING id, true AS created
+)
+SELECT id, created FROM ins
+UNION ALL
+SELECT id, false FROM job_queue
+WHERE $6::text IS NOT NULL AND dedupe_key = $6 AND status IN ('pending', 'running') AND NOT EXISTS (SELECT 1 FROM ins)
+LIMIT 1;
+
+-- name: enqueue_many
+-- Parallel arrays, one element per job. Jobs whose dedupe key is taken are skipped.
+INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+SELECT t.task_type, t.payload, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.dedupe_key
+FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
+    AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
+RETURNING id;
+
+-- name: claim
+-- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
+WITH picked AS (
+    SELECT id
+    FROM job_queue
+    WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_queue AS j
+SET status = 'running',
+    attempts = j.attempts + 1,
+    locked_by = $3,
+    locked_until = now() + make_interval(secs => $4),
+    started_at = now(),
+    updated_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
+          j.started_at;
+
+-- name: claim_ids
+-- Claim exactly these jobs (run-now, /api/jobs/run with ids) if they are pending; paused or not due is fine.
+WITH picked AS (
+    SELECT id FROM job_queue
+    WHERE id = ANY ($1::uuid[]) AND status = 'pending'
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_queue AS j
+SET status = 'running',
+    attempts = j.attempts + 1,
+    locked_by = $2,
+    locked_until = now() + make_interval(secs => $3),
+    started_at = now(),
+    updated_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
+          j.started_at;
+
+-- name: finish
+-- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by
+-- this worker for this attempt are touched (a job whose lease was recovered is left alone).
+-- $1 worker id; then parallel arrays: $2 ids, $3 attempts, $4 new status, $5 ledger outcome, $6 result,
+-- $7 error, $8 next run_at (retries), $9 started, $10 finished, $11 duration ms.
+WITH done AS (
+    SELECT *
+    FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::timestamptz[],
+                $9::timestamptz[], $10::timestamptz[], $11::int[])
+        AS d (id, attempt, status, outcome, result, error, run_at, started_at, finished_at, duration_ms)
+),
+upd AS (
+    UPDATE job_queue AS j
+    SET status = d.status,
+        result = coalesce(d.result, j.result),
+        last_error = CASE WHEN d.status = 'succeeded' THEN NULL ELSE d.error END,
+        run_at = coalesce(d.run_at, j.run_at),
+        locked_by = NULL,
+        locked_until = NULL,
+        finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN d.finished_at END,
+        updated_at = now()
+    FROM done AS d
+    WHERE j.id = d.id AND j.status = 'running' AND j.locked_by = $1 AND j.attempts = d.attempt
+    RETURNING j.id
+)
+INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+SELECT d.id, d.attempt, $1, d.started_at, d.finished_at, d.outcome, d.error, d.duration_ms
+FROM done AS d JOIN upd ON upd.id = d.id
+RETURNING job_id;
+
+-- name: heartbeat
+-- Extend the leases this worker still holds; returns the ids it holds.
+UPDATE job_queue
+SET locked_until = now() + make_interval(secs => $3)
+WHERE id = ANY ($1::uuid[]) AND status = 'running' AND locked_by = $2
+RETURNING id;
+
+-- name: recover_expired
+-- Jobs whose lease expired (their worker died): back to pending, or failed when attempts are used up. Each
+-- abandoned attempt is written to the ledger.
+WITH expired AS (
+    SELECT id, locked_by, started_at, locked_until
+    FROM job_queue
+    WHERE status = 'running' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE job_queue AS j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+        last_error = 'lease expired: worker ' || e.locked_by || ' stopped heartbeating during attempt '
+                     || j.attempts,
+        run_at = now(),
+        locked_by = NULL,
+        locked_until = NULL,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        updated_at = now()
+    FROM expired AS e
+    WHERE j.id = e.id
+    RETURNING j.id, j.task_type, j.status, j.attempts, j.last_error, e.locked_by, e.started_at
+),
+ledger AS (
+    INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+    SELECT u.id, u.attempts, u.locked_by, coalesce(u.started_at, now()), now(), 'abandoned', u.last_error,
+           greatest(0, (extract(epoch FROM now() - coalesce(u.started_at, now())) * 1000)::int)
+    FROM upd AS u
+)
+SELECT id, task_type, status, attempts, locked_by FROM upd;
+
+-- name: release
+-- Hand jobs back at shutdown: pending at once, the interrupted attempt not counted against max_attempts.
+-- $1 worker id, $2 ids, $3 attempts, $4 started, $5 reason.
+WITH done AS (
+    SELECT * FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS d (id, attempt, started_at)
+),
+upd AS (
+    UPDATE job_queue AS j
+    SET status = 'pending',
+        attempts = greatest(j.attempts - 1, 0),
+        run_at = now(),
+        last_error = $5,
+        locked_by = NULL,
+        locked_until = NULL,
+        updated_at = now()
+    FROM done AS d
+    WHERE j.id = d.id AND j.status = 'running' AND j.locked_by = $1 AND j.attempts = d.attempt
+    RETURNING j.id
+)
+INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+SELECT d.id, d.attempt, $1, d.started_at, now(), 'interrupted', $5,
+       greatest(0, (extract(epoch FROM now() - d.started_at) * 1000)::int)
+FROM done AS d JOIN upd ON upd.id = d.id
+RETURNING job_id;
+
+-- name: cancel
+-- Cancel pending or running jobs. A running job's worker sees its lease gone at the next heartbeat and stops.
+WITH target AS (
+    SELECT id, status AS old_status, locked_by, started_at, attempts
+    FROM job_queue WHERE id = ANY ($1::uuid[]) AND status IN ('pending', 'running')
+    FOR UPDATE
+),
+upd AS (
+    UPDATE job_queue AS j
+    SET status = 'cancelled', locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now(),
+        last_error = coalesce($2, j.last_error)
+    FROM target AS t WHERE j.id = t.id
+    RETURNING j.id, t.old_status, t.locked_by, t.started_at, t.attempts
+),
+ledger AS (
+    INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+    SELECT u.id, u.attempts, u.locked_by, u.started_at, now(), 'cancelled', coalesce($2, 'cancelled'),
+           greatest(0, (extract(epoch FROM now() - u.started_at) * 1000)::int)
+    FROM upd AS u WHERE u.old_status = 'running' AND u.attempts >= 1
+)
+SELECT id FROM upd;
+
+-- name: retry_now
+-- Failed or cancelled jobs run again now (with at least one attempt left); a pending job waiting for its
+-- backoff runs now.
+UPDATE job_queue
+SET status = 'pending',
+    run_at = now(),
+    max_attempts = greatest(max_attempts, attempts + 1),
+    finished_at = NULL,
+    updated_at = now()
+WHERE id = ANY ($1::uuid[]) AND status IN ('failed', 'cancelled', 'pending')
+RETURNING id;
+
+-- name: get_job
+SELECT id, task_type, payload, status, priority, run_at, attempts, max_attempts, last_error, result, dedupe_key,
+       locked_by, locked_until, created_at, updated_at, started_at, finished_at
+FROM job_queue WHERE id = $1;
+
+-- name: job_statuses
+SELECT id, status FROM job_queue WHERE id = ANY ($1::uuid[]);
+
+-- name: job_runs
+SELECT attempt, worker_id, started_at, finished_at, outcome, error, duration_ms
+FROM job_runs WHERE job_id = $1 ORDER BY attempt, started_at, id;
+
+-- name: queue_depth
+-- Due pending jobs.
+SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now();
+
+-- name: counts_by_status
+SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, status ORDER BY task_type, status;

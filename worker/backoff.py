@@ -1,0 +1,47 @@
+"""Retry policy: a pure function of (attempt, now, policy), in the manner of River's NextRetryAt."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+__all__ = ["BackoffPolicy", "next_retry_at", "retry_delay_s"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    base_s: float = 5.0
+    """Delay before the first retry (attempt 1 failed)."""
+    max_s: float = 3600.0
+    """Cap on any single delay."""
+    jitter: float = 0.2
+    """Fraction of the delay randomised, +/- (0 = deterministic)."""
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.base_s <= 0 or self.max_s < self.base_s:
+            raise ValueError("backoff needs 0 < base_s <= max_s")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("backoff jitter must be within [0, 1]")
+        if self.factor < 1:
+            raise ValueError("backoff factor must be >= 1")
+
+
+def retry_delay_s(attempt: int, policy: BackoffPolicy, rand: float | None = None) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based).
+
+    Exponential (base * factor**(attempt-1)), capped at max_s, then jittered by +/- jitter; the jittered
+    value never exceeds max_s and never drops below zero. `rand` in [0, 1) makes it deterministic in tests.
+    """
+    if attempt < 1:
+        raise ValueError("attempt is 1-based")
+    exponent = min(attempt - 1, 64)  # keep the power finite
+    raw = min(policy.base_s * policy.factor**exponent, policy.max_s)
+    r = random.random() if rand is None else rand
+    jittered = raw * (1 + policy.jitter * (2 * r - 1))
+    return max(0.0, min(jittered, policy.max_s))
+
+
+def next_retry_at(attempt: int, now: datetime, policy: BackoffPolicy, rand: float | None = None) -> datetime:
+    return now + timedelta(seconds=retry_delay_s(attempt, policy, rand))

@@ -1,0 +1,75 @@
+"""The `worker` command. Exit codes: 0 ok, 1 a failed operation or check, 2 bad usage or settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from worker import db
+from worker.errors import ConfigError, DatabaseUnavailable, WorkerError
+from worker.migrate import migrate, schema_status
+from worker.observability import configure_logging
+from worker.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"worker: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="worker", description="A PostgreSQL job-queue daemon.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    mig = sub.add_parser("migrate", help="apply pending schema migrations (safe to run twice or at once)")
+    mig.add_argument("--status", action="store_true", help="only print the schema version")
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"worker: error: {message}", file=sys.stderr)
+    return code
+
+
+async def _migrate(settings: Settings, status_only: bool) -> int:
+    async with db.connection(settings.dsn, connect_timeout_s=settings.db_connect_timeout_s) as conn:
+        if status_only:
+            st = await schema_status(conn)
+            print(f"schema version {st.current} of {st.latest}" + ("" if st.up_to_date else " (behind)"))
+            return 0 if st.up_to_date else 1
+        applied = await migrate(conn)
+    print(f"applied migrations: {', '.join(f'{v:03d}' for v in applied)}" if applied else "schema is up to date")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "migrate":
+            return anyio.run(_migrate, settings, args.status)
+        if args.command == "run":
+            from worker.service import serve
+
+            return anyio.run(lambda: serve(settings, migrate_first=args.migrate))
+    except DatabaseUnavailable as exc:
+        return _fail(str(exc), 1)
+    except WorkerError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+    return _fail(f"unknown command {args.command}", 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

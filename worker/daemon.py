@@ -1,0 +1,378 @@
+"""The daemon: fetch loop, bounded concurrency, heartbeats, lease recovery, buffered completions, graceful stop.
+
+Loops are named and supervised in one anyio task group. A loop that dies unexpectedly stops the daemon with
+exit code 1 instead of leaving it half alive. Stopping is soft, then hard: stop claiming, give running jobs
+`shutdown_grace_s`, then cancel what is left and hand those jobs back to pending at once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+
+from worker import queue
+from worker.backoff import BackoffPolicy
+from worker.errors import DatabaseUnavailable
+from worker.hooks import Hooks
+from worker.listener import Listener
+from worker.queue import Finished, Job
+from worker.runner import execute
+from worker.settings import Settings
+from worker.tasks import Registry, TaskContext
+from worker.wakeup import Wakeup
+
+__all__ = ["Daemon", "RunningJob"]
+
+log = structlog.get_logger("worker.daemon")
+
+
+@dataclass(slots=True)
+class RunningJob:
+    job: Job
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    last_lease_ok: float = field(default_factory=time.monotonic)
+    lease_lost: bool = False
+
+
+Loop = Callable[[], Awaitable[None]]
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        pool: asyncpg.Pool,
+        *,
+        hooks: Hooks | None = None,
+        resources: dict[str, Any] | None = None,
+        task_types: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.pool = pool
+        self.hooks = hooks or Hooks()
+        self.resources = resources or {}
+        self.worker_id = settings.worker_id
+        self.task_types = task_types if task_types is not None else registry.names()
+        self.policy = BackoffPolicy(settings.backoff_base_s, settings.backoff_max_s, settings.backoff_jitter)
+        self.stop_event = anyio.Event()
+        self.wakeup = Wakeup()
+        self.slot_freed = Wakeup()
+        self.flush_needed = Wakeup()
+        self.running: dict[uuid.UUID, RunningJob] = {}
+        self.unacked: dict[uuid.UUID, Finished] = {}
+        self.to_release: list[tuple[uuid.UUID, int, datetime]] = []
+        self.exit_code = 0
+        self.started = anyio.Event()
+        self.alive: dict[str, bool] = {}
+        self.extra_loops: dict[str, Loop] = {}
+        self.listener: Listener | None = None
+        if settings.listen_enabled:
+            self.listener = Listener(
+                settings.listen_dsn,
+                wake=self._on_notify,
+                probe_interval_s=settings.listen_probe_interval_s,
+                probe_timeout_s=settings.listen_probe_timeout_s,
+                connect_timeout_s=settings.db_connect_timeout_s,
+                on_reconnect=self.hooks.listener_reconnected,
+            )
+        self._jobs_tg: anyio.abc.TaskGroup | None = None
+        self._last_recovery = -math.inf
+
+    # --- control --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Soft stop: no more claims; running jobs get the grace period."""
+        if not self.stop_event.is_set():
+            log.info("daemon.stopping", running=len(self.running), grace_s=self.settings.shutdown_grace_s)
+        self.stop_event.set()
+        self.wakeup.set()
+
+    def wake(self) -> None:
+        """Fetch now (the HTTP trigger, tests)."""
+        self.wakeup.set()
+
+    def add_loop(self, name: str, loop: Loop) -> None:
+        """Another supervised loop (HTTP server, scheduler) that runs until the daemon stops."""
+        self.extra_loops[name] = loop
+
+    def _on_notify(self, task_type: str) -> None:
+        if not task_type or task_type in self.task_types:
+            self.wakeup.set()
+
+    # --- main -----------------------------------------------------------------------------------
+    async def run(self, *, handle_signals: bool = False) -> int:
+        log.info(
+            "daemon.starting", worker_id=self.worker_id, concurrency=self.settings.concurrency,
+            task_types=self.task_types, listen=self.listener is not None,
+        )
+        async with anyio.create_task_group() as services:
+            if handle_signals:
+                services.start_soon(self._signals, services.cancel_scope, name="signals")
+            loops: dict[str, Loop] = {"heartbeat": self._heartbeat_loop, "flusher": self._flush_loop}
+            if self.listener is not None:
+                listener = self.listener
+                loops["listener"] = lambda: listener.run(self.stop_event)
+            loops.update(self.extra_loops)
+            for name, fn in loops.items():
+                services.start_soon(self._supervise, name, fn, name=name)
+            async with anyio.create_task_group() as jobs_tg:
+                self._jobs_tg = jobs_tg
+                self.started.set()
+                await self._supervise("fetcher", self._fetch_loop)
+                await self._drain()
+            await self._finish_up()
+            services.cancel_scope.cancel()
+        log.info("daemon.stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    async def _supervise(self, name: str, fn: Loop) -> None:
+        self.alive[name] = True
+        try:
+            await fn()
+        except Exception as exc:
+            log.error("daemon.loop_crashed", loop=name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            self.exit_code = 1
+            self.stop()
+            return
+        finally:
+            self.alive[name] = False
+        if not self.stop_event.is_set():
+            log.error("daemon.loop_exited", loop=name)
+            self.exit_code = 1
+            self.stop()
+
+    async def _signals(self, hard: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self.stop_event.is_set():
+                    log.info("daemon.signal", signal=signal.Signals(signum).name)
+                    self.stop()
+                else:
+                    log.warning("daemon.signal_again", signal=signal.Signals(signum).name)
+                    for rj in self.running.values():
+                        rj.scope.cancel()
+
+    # --- fetching -------------------------------------------------------------------------------
+    def _poll_timeout_s(self) -> float:
+        return self.settings.poll_interval_s * (0.8 + 0.4 * random.random())
+
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while not self.stop_event.is_set():
+            free = self.settings.concurrency - len(self.running)
+            if free <= 0:
+                self.slot_freed.clear()
+                if self.settings.concurrency - len(self.running) <= 0:
+                    await self.slot_freed.wait_or(self.stop_event)
+                continue
+            self.wakeup.clear()
+            try:
+                await self._recover_if_due()
+                async with self.pool.acquire() as conn:
+                    jobs = await queue.claim(
+                        conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
+                        lease_s=self.settings.lease_s,
+                    )
+                failures = 0
+            except DatabaseUnavailable as exc:
+                failures += 1
+                delay = min(5.0, 0.1 * 2**min(failures, 6)) * (0.5 + random.random() / 2)
+                log.warning("fetch.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
+                await self.wakeup.wait_or(self.stop_event, timeout=delay)
+                continue
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < free:
+                await self.wakeup.wait_or(self.stop_event, timeout=self._poll_timeout_s())
+
+    async def _recover_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_recovery < self.settings.recovery_interval_s:
+            return
+        self._last_recovery = now
+        async with self.pool.acquire() as conn:
+            for row in await queue.recover_expired(conn):
+                log.warning(
+                    "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"],
+                    attempt=row["attempts"], status=row["status"], abandoned_by=row["locked_by"],
+                    worker_id=self.worker_id,
+                )
+                self.hooks.lease_recovered(row)
+
+    def _start(self, job: Job) -> None:
+        assert self._jobs_tg is not None
+        rj = RunningJob(job)
+        self.running[job.id] = rj
+        log.info(
+            "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
+            worker_id=self.worker_id,
+        )
+        self.hooks.job_claimed(job)
+        self._jobs_tg.start_soon(self._run_job, rj, name=f"job {job.id}")
+
+    async def _run_job(self, rj: RunningJob) -> None:
+        job = rj.job
+        try:
+            task = self.registry.get(job.task_type)
+            ctx = TaskContext(job=job, worker_id=self.worker_id, resources=self.resources)
+            finished: Finished | None = None
+            with rj.scope:
+                finished = await execute(
+                    task, job, ctx, timeout_s=self.settings.timeout_for(job.task_type, task.timeout_s),
+                    policy=self.policy,
+                )
+            if finished is not None and not rj.lease_lost:
+                self.unacked[job.id] = finished
+                self.flush_needed.set()
+            elif rj.lease_lost:
+                log.warning(
+                    "job.abandoned_lease_lost", job_id=str(job.id), task_type=job.task_type,
+                    attempt=job.attempt, worker_id=self.worker_id,
+                )
+            else:
+                self.to_release.append((job.id, job.attempt, job.started_at))
+        finally:
+            self.running.pop(job.id, None)
+            self.slot_freed.set()
+
+    # --- completions ----------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        failures = 0
+        while True:
+            await self.flush_needed.wait_or(None)
+            if self.settings.completion_flush_ms > 0:
+                await anyio.sleep(self.settings.completion_flush_ms / 1000)
+            self.flush_needed.clear()
+            if not await self._flush_once():
+                failures += 1
+                await anyio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+                self.flush_needed.set()
+            else:
+                failures = 0
+
+    async def _flush_once(self) -> bool:
+        batch = list(self.unacked.values())
+        if not batch:
+            return True
+        try:
+            async with self.pool.acquire() as conn:
+                acked = await queue.finish(conn, self.worker_id, batch)
+        except DatabaseUnavailable as exc:
+            log.warning("flush.database_unavailable", error=str(exc), pending=len(batch))
+            return False
+        for f in batch:
+            self.unacked.pop(f.job_id, None)
+            if f.job_id in acked:
+                self._log_finished(f)
+                self.hooks.job_finished(f)
+            else:
+                log.warning(
+                    "job.ack_rejected", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
+                    worker_id=self.worker_id, reason="lease no longer held (recovered or cancelled)",
+                )
+        return True
+
+    def _log_finished(self, f: Finished) -> None:
+        common = {
+            "job_id": str(f.job_id), "task_type": f.task_type, "attempt": f.attempt,
+            "duration_ms": f.duration_ms, "worker_id": self.worker_id,
+        }
+        if f.outcome == "succeeded":
+            log.info("job.succeeded", **common)
+        elif f.outcome == "retry":
+            log.warning("job.failed", error=f.error, retry_at=f.retry_at.isoformat() if f.retry_at else None,
+                        **common)
+        else:
+            log.error("job.failed_permanently", error=f.error, **common)
+
+    # --- leases ---------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval_s
+        while True:
+            await anyio.sleep(interval)
+            await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        ids = list(self.running) + [i for i in self.unacked if i not in self.running]
+        now = time.monotonic()
+        if ids:
+            try:
+                async with self.pool.acquire() as conn:
+                    held = await queue.heartbeat(conn, self.worker_id, ids, self.settings.lease_s)
+            except DatabaseUnavailable as exc:
+                log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
+            else:
+                for job_id in ids:
+                    rj = self.running.get(job_id)
+                    if rj is None:
+                        continue
+                    if job_id in held:
+                        rj.last_lease_ok = now
+                    else:
+                        self._lose_lease(rj, "lease no longer held (cancelled or recovered)")
+        # Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
+        # taken over elsewhere; stop it here so that two attempts never overlap.
+        limit = self.settings.lease_s * 0.8
+        for rj in list(self.running.values()):
+            if not rj.lease_lost and now - rj.last_lease_ok > limit:
+                self._lose_lease(rj, f"lease not renewed for {now - rj.last_lease_ok:.1f}s")
+
+    def _lose_lease(self, rj: RunningJob, reason: str) -> None:
+        rj.lease_lost = True
+        rj.scope.cancel()
+        log.warning(
+            "job.lease_lost", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,
+            worker_id=self.worker_id, reason=reason,
+        )
+
+    # --- stopping -------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        if self.running:
+            with anyio.move_on_after(self.settings.shutdown_grace_s):
+                while self.running:
+                    self.slot_freed.clear()
+                    if self.running:
+                        await self.slot_freed.wait_or(None)
+        for rj in list(self.running.values()):
+            log.warning(
+                "job.interrupted", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,
+                worker_id=self.worker_id,
+            )
+            rj.scope.cancel()
+
+    async def _finish_up(self) -> None:
+        """Hand interrupted jobs back and write buffered completions, retrying for a short while."""
+        with anyio.move_on_after(max(5.0, self.settings.db_connect_timeout_s * 2)):
+            while self.to_release or self.unacked:
+                try:
+                    if self.to_release:
+                        async with self.pool.acquire() as conn:
+                            released = await queue.release(conn, self.worker_id, self.to_release)
+                        for job_id, attempt, _ in self.to_release:
+                            log.info(
+                                "job.released", job_id=str(job_id), attempt=attempt, worker_id=self.worker_id,
+                                handed_back=job_id in released,
+                            )
+                        self.to_release = []
+                    if self.unacked and not await self._flush_once():
+                        await anyio.sleep(0.2)
+                except DatabaseUnavailable as exc:
+                    log.warning("shutdown.database_unavailable", error=str(exc))
+                    await anyio.sleep(0.2)
+        if self.to_release or self.unacked:
+            log.error(
+                "shutdown.unrecorded", released_pending=len(self.to_release), unacked=len(self.unacked),
+                note="their leases expire and lease recovery puts them back",
+            )

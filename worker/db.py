@@ -1,0 +1,126 @@
+"""Connections: the work pool, single connections, and translation of driver errors at the boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+
+from worker.errors import DatabaseUnavailable
+
+__all__ = ["connect", "connection", "create_pool", "is_connection_error", "translate"]
+
+# Errors that mean "the database is not reachable / the connection broke", as opposed to a query's own error.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.exceptions.InterfaceError) and "another operation is in progress" in str(exc):
+        return False
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+@contextlib.contextmanager
+def translate() -> Iterator[None]:
+    """Turn a broken connection into DatabaseUnavailable; let query errors through."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, Exception) and is_connection_error(exc):
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _connect_kwargs(
+    *, statement_cache: bool, connect_timeout_s: float, statement_timeout_s: float | None, app: str
+) -> dict[str, Any]:
+    settings: dict[str, str] = {"application_name": app}
+    if statement_timeout_s:
+        settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
+    kwargs: dict[str, Any] = {"timeout": connect_timeout_s, "server_settings": settings}
+    if not statement_cache:
+        kwargs["statement_cache_size"] = 0
+    return kwargs
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    max_size: int = 10,
+    min_size: int = 0,
+    statement_cache: bool = True,
+    connect_timeout_s: float = 5.0,
+    statement_timeout_s: float | None = 30.0,
+    app: str = "worker",
+) -> asyncpg.Pool:
+    """A pool that connects lazily (min_size 0 by default), so a database outage at start is not fatal."""
+    kwargs = _connect_kwargs(
+        statement_cache=statement_cache,
+        connect_timeout_s=connect_timeout_s,
+        statement_timeout_s=statement_timeout_s,
+        app=app,
+    )
+    with translate():
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            max_inactive_connection_lifetime=300.0,
+            **kwargs,
+        )
+    assert pool is not None
+    return pool
+
+
+async def connect(
+    dsn: str,
+    *,
+    statement_cache: bool = True,
+    connect_timeout_s: float = 5.0,
+    statement_timeout_s: float | None = None,
+    app: str = "worker",
+) -> asyncpg.Connection:
+    kwargs = _connect_kwargs(
+        statement_cache=statement_cache,
+        connect_timeout_s=connect_timeout_s,
+        statement_timeout_s=statement_timeout_s,
+        app=app,
+    )
+    with translate():
+        conn = await asyncpg.connect(dsn, **kwargs)
+        await _init_connection(conn)
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def connection(dsn: str, **kwargs: Any) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(dsn, **kwargs)
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close(timeout=2)

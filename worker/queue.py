@@ -1,0 +1,331 @@
+"""Queue operations: enqueue, claim, finish, heartbeat, recover, release, cancel, retry.
+
+Every function takes an asyncpg connection (or pool) so callers choose the transaction: `enqueue` inside the
+caller's own transaction commits or rolls back with it. All SQL lives in `sql/queries/queue.sql`.
+This module is the core: it imports nothing from the HTTP app, the CLI or the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import asyncpg
+
+from worker.db import translate
+from worker.errors import InvalidInput, JobNotFound, JobStateConflict
+from worker.sql import queries
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "Enqueued",
+    "Finished",
+    "Job",
+    "NewJob",
+    "cancel",
+    "claim",
+    "claim_ids",
+    "enqueue",
+    "enqueue_many",
+    "finish",
+    "get_job",
+    "heartbeat",
+    "job_runs",
+    "parse_job_id",
+    "queue_depth",
+    "recover_expired",
+    "release",
+    "retry_now",
+    "validate_task_type",
+]
+
+_Q = queries("queue")
+
+MAX_PAYLOAD_BYTES = 65536
+MAX_DEDUPE_KEY = 255
+TASK_TYPE_RE = re.compile(r"^(?:[a-z]|[a-z][a-z0-9_.:-]{0,62}[a-z0-9])$")
+
+
+class Executor(Protocol):
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job, as its handler sees it."""
+
+    id: uuid.UUID
+    task_type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        return cls(
+            id=row["id"],
+            task_type=row["task_type"],
+            payload=row["payload"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            priority=row["priority"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    task_type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    run_at: datetime | None = None
+    priority: int = 0
+    max_attempts: int = 5
+    dedupe_key: str | None = None
+
+    def checked(self) -> NewJob:
+        validate_task_type(self.task_type)
+        _check_payload(self.payload)
+        if not -1000 <= self.priority <= 1000:
+            raise InvalidInput("priority must be between -1000 and 1000")
+        if not 1 <= self.max_attempts <= 1000:
+            raise InvalidInput("max_attempts must be between 1 and 1000")
+        if self.dedupe_key is not None and not 1 <= len(self.dedupe_key) <= MAX_DEDUPE_KEY:
+            raise InvalidInput(f"dedupe_key must be 1 to {MAX_DEDUPE_KEY} characters")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise InvalidInput("run_at must carry a time zone")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    id: uuid.UUID
+    created: bool
+    """False when a pending or running job with the same dedupe key already existed (its id is returned)."""
+
+
+Status = Literal["succeeded", "pending", "failed"]
+Outcome = Literal["succeeded", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The end of one attempt, as `finish` records it."""
+
+    job_id: uuid.UUID
+    task_type: str
+    attempt: int
+    status: Status
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    result: Any = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def validate_task_type(task_type: str) -> None:
+    if not isinstance(task_type, str) or not TASK_TYPE_RE.match(task_type):
+        raise InvalidInput(
+            "task type must be 1-64 characters: lowercase letters, digits and _ . : - , "
+            "starting with a letter and not ending with punctuation"
+        )
+
+
+def _check_payload(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise InvalidInput("payload must be a JSON object")
+    try:
+        size = len(json.dumps(payload, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+
+
+def parse_job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"not a job id (a UUID): {value!r}") from None
+
+
+async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
+    job = job.checked()
+    with translate():
+        row = await conn.fetchrow(
+            _Q["enqueue"], job.task_type, job.payload, job.run_at, job.priority, job.max_attempts,
+            job.dedupe_key,
+        )
+    if row is None:  # the conflicting job finished between the insert and the lookup: try once more
+        with translate():
+            row = await conn.fetchrow(
+                _Q["enqueue"], job.task_type, job.payload, job.run_at, job.priority, job.max_attempts,
+                job.dedupe_key,
+            )
+    if row is None:
+        raise JobStateConflict(f"dedupe key {job.dedupe_key!r} is contended; try again")
+    return Enqueued(id=row["id"], created=row["created"])
+
+
+async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+    """Insert a batch in one statement; returns the ids created (jobs with a taken dedupe key are skipped)."""
+    checked = [j.checked() for j in jobs]
+    if not checked:
+        return []
+    with translate():
+        rows = await conn.fetch(
+            _Q["enqueue_many"],
+            [j.task_type for j in checked],
+            [j.payload for j in checked],
+            [j.run_at for j in checked],
+            [j.priority for j in checked],
+            [j.max_attempts for j in checked],
+            [j.dedupe_key for j in checked],
+        )
+    return [r["id"] for r in rows]
+
+
+async def claim(
+    conn: Executor, *, worker_id: str, task_types: Sequence[str], limit: int, lease_s: float
+) -> list[Job]:
+    if limit <= 0 or not task_types:
+        return []
+    with translate():
+        rows = await conn.fetch(_Q["claim"], list(task_types), limit, worker_id, float(lease_s))
+    return [Job.from_row(r) for r in rows]
+
+
+async def claim_ids(
+    conn: Executor, ids: Sequence[uuid.UUID], *, worker_id: str, lease_s: float
+) -> list[Job]:
+    with translate():
+        rows = await conn.fetch(_Q["claim_ids"], list(ids), worker_id, float(lease_s))
+    return [Job.from_row(r) for r in rows]
+
+
+async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> set[uuid.UUID]:
+    """Record finished attempts in one statement; returns the ids acknowledged (still leased by us)."""
+    if not done:
+        return set()
+    with translate():
+        rows = await conn.fetch(
+            _Q["finish"],
+            worker_id,
+            [d.job_id for d in done],
+            [d.attempt for d in done],
+            [d.status for d in done],
+            [d.outcome for d in done],
+            [d.result for d in done],
+            [d.error for d in done],
+            [d.retry_at for d in done],
+            [d.started_at for d in done],
+            [d.finished_at for d in done],
+            [d.duration_ms for d in done],
+        )
+    return {r["job_id"] for r in rows}
+
+
+async def heartbeat(
+    conn: Executor, worker_id: str, ids: Iterable[uuid.UUID], lease_s: float
+) -> set[uuid.UUID]:
+    """Extend our leases; returns the ids we still hold."""
+    id_list = list(ids)
+    if not id_list:
+        return set()
+    with translate():
+        rows = await conn.fetch(_Q["heartbeat"], id_list, worker_id, float(lease_s))
+    return {r["id"] for r in rows}
+
+
+async def recover_expired(conn: Executor, limit: int = 500) -> list[Mapping[str, Any]]:
+    """Jobs whose lease expired: back to pending (or failed when out of attempts). Returns what moved."""
+    with translate():
+        rows = await conn.fetch(_Q["recover_expired"], limit)
+    return [dict(r) for r in rows]
+
+
+async def release(
+    conn: Executor,
+    worker_id: str,
+    jobs: Sequence[tuple[uuid.UUID, int, datetime]],
+    reason: str = "interrupted by worker shutdown",
+) -> set[uuid.UUID]:
+    """Hand (id, attempt, started_at) jobs back to pending now; the attempt is not counted."""
+    if not jobs:
+        return set()
+    with translate():
+        rows = await conn.fetch(
+            _Q["release"], worker_id, [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs], reason
+        )
+    return {r["job_id"] for r in rows}
+
+
+async def _existing(conn: Executor, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    with translate():
+        rows = await conn.fetch(_Q["job_statuses"], list(ids))
+    return {r["id"]: r["status"] for r in rows}
+
+
+async def cancel(conn: Executor, ids: Sequence[uuid.UUID], reason: str | None = None) -> list[uuid.UUID]:
+    """Cancel pending or running jobs. Raises (changing nothing) if any id is unknown or already finished."""
+    statuses = await _existing(conn, ids)
+    _require(ids, statuses, allowed={"pending", "running"}, action="cancel")
+    with translate():
+        rows = await conn.fetch(_Q["cancel"], list(ids), reason)
+    return [r["id"] for r in rows]
+
+
+async def retry_now(conn: Executor, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Failed/cancelled jobs back to pending now (with an attempt left); waiting pending jobs run now."""
+    statuses = await _existing(conn, ids)
+    _require(ids, statuses, allowed={"failed", "cancelled", "pending"}, action="retry")
+    try:
+        with translate():
+            rows = await conn.fetch(_Q["retry_now"], list(ids))
+    except asyncpg.UniqueViolationError as exc:
+        raise JobStateConflict("another pending or running job holds the same dedupe key") from exc
+    return [r["id"] for r in rows]
+
+
+def _require(
+    ids: Sequence[uuid.UUID], statuses: Mapping[uuid.UUID, str], *, allowed: set[str], action: str
+) -> None:
+    for job_id in ids:
+        status = statuses.get(job_id)
+        if status is None:
+            raise JobNotFound(f"no job {job_id}")
+        if status not in allowed:
+            raise JobStateConflict(f"cannot {action} job {job_id}: it is {status}")
+
+
+async def get_job(conn: Executor, job_id: uuid.UUID) -> dict[str, Any]:
+    with translate():
+        row = await conn.fetchrow(_Q["get_job"], job_id)
+    if row is None:
+        raise JobNotFound(f"no job {job_id}")
+    return dict(row)
+
+
+async def job_runs(conn: Executor, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    with translate():
+        rows = await conn.fetch(_Q["job_runs"], job_id)
+    return [dict(r) for r in rows]
+
+
+async def queue_depth(conn: Executor) -> int:
+    with translate():
+        return int(await conn.fetchval(_Q["queue_depth"]))

@@ -1,0 +1,87 @@
+"""Run one claimed job's handler and turn what happened into a `Finished` record.
+
+Pure with respect to the database: it calls the handler with a validated payload under the task's timeout and
+classifies the end (success, retry with backoff, permanent failure). Cancellation from outside (shutdown, lost
+lease) propagates to the caller, which decides what to record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from worker.backoff import BackoffPolicy, next_retry_at
+from worker.errors import InvalidPayload, PermanentJobError
+from worker.queue import Finished, Job
+from worker.tasks import Task, TaskContext
+
+__all__ = ["execute", "failure", "success"]
+
+MAX_ERROR_CHARS = 4000
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+def success(job: Job, result: Any, started_mono: float) -> Finished:
+    now = datetime.now(UTC)
+    return Finished(
+        job_id=job.id,
+        task_type=job.task_type,
+        attempt=job.attempt,
+        status="succeeded",
+        outcome="succeeded",
+        started_at=job.started_at,
+        finished_at=now,
+        duration_ms=max(0, int((time.monotonic() - started_mono) * 1000)),
+        result=result,
+    )
+
+
+def failure(
+    job: Job, error: str, started_mono: float, policy: BackoffPolicy, *, permanent: bool
+) -> Finished:
+    now = datetime.now(UTC)
+    duration_ms = max(0, int((time.monotonic() - started_mono) * 1000))
+    if permanent or job.attempt >= job.max_attempts:
+        return Finished(
+            job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="failed", outcome="failed", started_at=job.started_at,
+            finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
+        )
+    return Finished(
+        job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="pending", outcome="retry", started_at=job.started_at,
+        finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
+        retry_at=next_retry_at(job.attempt, now, policy),
+    )
+
+
+async def execute(
+    task: Task[Any], job: Job, ctx: TaskContext, *, timeout_s: float, policy: BackoffPolicy
+) -> Finished:
+    """Run the handler. Returns the attempt's end; lets outside cancellation through."""
+    started = time.monotonic()
+    try:
+        payload = task.parse(job.payload)
+    except InvalidPayload as exc:
+        return failure(job, str(exc), started, policy, permanent=True)
+    result: Any = None
+    try:
+        with anyio.move_on_after(timeout_s) as scope:
+            result = await task.handler(payload, ctx)
+    except PermanentJobError as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=True)
+    except Exception as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=False)
+    if scope.cancelled_caught:
+        return failure(job, f"timed out after {timeout_s:g}s", started, policy, permanent=False)
+    try:
+        json.dumps(result, allow_nan=False, default=None)
+    except (TypeError, ValueError) as exc:
+        return failure(job, f"result is not JSON-serialisable: {exc}", started, policy, permanent=True)
+    return success(job, result, started)

@@ -1,0 +1,269 @@
+"""One typed, validated settings object, read from the environment and an optional `.env` file.
+
+Every field's environment name is `WORKER_<FIELD>` unless it carries an explicit alias (the seed's names:
+`DATABASE_URL`, `JOB_QUEUE_RUNNER_SECRET`, `SENTRY_DSN`, ...). Units are in the names.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+__all__ = ["Settings", "env_names", "load_settings"]
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WORKER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- database -------------------------------------------------------------------------------
+    database_url: SecretStr = Field(
+        validation_alias=AliasChoices("DATABASE_URL", "WORKER_DATABASE_URL"),
+        description="PostgreSQL URL for work (may be a transaction-mode pooler).",
+    )
+    listen_database_url: SecretStr | None = Field(
+        default=None,
+        description="Direct (non-pooled) URL used only for LISTEN; defaults to DATABASE_URL.",
+    )
+    listen_enabled: bool = Field(
+        default=True, description="False = poll-only mode (no direct connection available for LISTEN)."
+    )
+    statement_cache: bool = Field(
+        default=True, description="asyncpg prepared-statement cache; turn off behind a transaction-mode pool."
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Maximum connections in the work pool.")
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    db_statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    # --- the daemon -----------------------------------------------------------------------------
+    worker_id: str = Field(
+        default_factory=_default_worker_id, min_length=1, max_length=200, description="Names this process."
+    )
+    concurrency: int = Field(default=10, ge=1, le=1000, description="Jobs run at once by this process.")
+    poll_interval_s: float = Field(default=10.0, gt=0, le=3600, description="Fallback poll (jittered).")
+    lease_s: float = Field(default=30.0, ge=1, le=86400, description="How long a claim holds without heartbeat.")
+    recovery_interval_s: float = Field(
+        default=15.0, gt=0, le=3600, description="How often expired leases are swept."
+    )
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, description="Time running jobs get on stop.")
+    listen_probe_interval_s: float = Field(default=10.0, gt=0, le=3600, description="NOTIFY round-trip probe.")
+    listen_probe_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    completion_flush_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="How long finished jobs are buffered before one batch write."
+    )
+    task_timeout_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description="Default per-job timeout.")
+    task_timeouts_s: dict[str, float] = Field(
+        default_factory=dict, description='Per task type timeouts, JSON: {"game_platform_sync": 900}.'
+    )
+    default_max_attempts: int = Field(default=5, ge=1, le=1000)
+    backoff_base_s: float = Field(default=5.0, gt=0, le=86400)
+    backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
+
+    # --- HTTP port ------------------------------------------------------------------------------
+    http_enabled: bool = True
+    http_host: str = Field(default="0.0.0.0", min_length=1)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    runner_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("JOB_QUEUE_RUNNER_SECRET", "WORKER_RUNNER_SECRET")
+    )
+    runner_secret_previous: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JOB_QUEUE_RUNNER_SECRET_PREVIOUS", "WORKER_RUNNER_SECRET_PREVIOUS"),
+    )
+    run_limit_max: int = Field(default=100, ge=1, le=10000, description="Cap on /api/jobs/run's limit.")
+    run_budget_s: float = Field(default=25.0, gt=0, le=3600, description="Time budget of /api/jobs/run.")
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("WORKER_ADMIN_TOKEN", "ADMIN_TOKEN")
+    )
+    readyz_probe_max_age_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Last NOTIFY round trip must be younger than this."
+    )
+
+    # --- observability --------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    sentry_dsn: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SENTRY_DSN", "WORKER_SENTRY_DSN")
+    )
+    sentry_environment: str | None = None
+    sentry_consecutive_failures: int = Field(
+        default=3, ge=1, le=1000, description="Alert when a task type fails this many times in a row."
+    )
+
+    # --- schedules and retention ----------------------------------------------------------------
+    schedules_enabled: bool = True
+    schedule_game_platform_sync: str = Field(default="0 * * * *", description="Cron; empty disables.")
+    schedule_cleanup: str = Field(default="15 3 * * *", description="Cron (UTC); empty disables.")
+    retention_succeeded_days: float = Field(default=14.0, gt=0, le=36500)
+    retention_failed_days: float = Field(default=60.0, gt=0, le=36500)
+    cleanup_batch_size: int = Field(default=1000, ge=1, le=100000)
+
+    # --- the game platform ----------------------------------------------------------------------
+    game_platform_base_url: str = Field(
+        default="http://127.0.0.1:8090",
+        validation_alias=AliasChoices("GAME_PLATFORM_BASE_URL", "WORKER_GAME_PLATFORM_BASE_URL"),
+    )
+    game_platform_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GAME_PLATFORM_API_KEY", "WORKER_GAME_PLATFORM_API_KEY")
+    )
+    game_platform_rps: float = Field(default=20.0, gt=0, le=10000, description="Client-side rate limit.")
+    game_platform_concurrency: int = Field(default=8, ge=1, le=256)
+    game_platform_batch_size: int = Field(default=100, ge=1, le=1000)
+    game_platform_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    game_platform_read_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    game_platform_total_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    game_platform_max_retries: int = Field(default=4, ge=0, le=20)
+
+    @field_validator("database_url", "listen_database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not raw.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("game_platform_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("task_timeouts_s")
+    @classmethod
+    def _positive_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, seconds in value.items():
+            if seconds <= 0:
+                raise ValueError(f"timeout for {name!r} must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("WORKER_BACKOFF_MAX_S must be >= WORKER_BACKOFF_BASE_S")
+        if self.listen_probe_timeout_s >= self.readyz_probe_max_age_s:
+            raise ValueError("WORKER_LISTEN_PROBE_TIMEOUT_S must be < WORKER_READYZ_PROBE_MAX_AGE_S")
+        return self
+
+    # --- derived --------------------------------------------------------------------------------
+    @cached_property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_s / 3
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def listen_dsn(self) -> str:
+        url = self.listen_database_url or self.database_url
+        return url.get_secret_value()
+
+    def runner_secrets(self) -> list[bytes]:
+        return [
+            s.get_secret_value().encode()
+            for s in (self.runner_secret, self.runner_secret_previous)
+            if s is not None and s.get_secret_value()
+        ]
+
+    def timeout_for(self, task_type: str, default: float | None = None) -> float:
+        if task_type in self.task_timeouts_s:
+            return self.task_timeouts_s[task_type]
+        return default if default is not None else self.task_timeout_s
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for log redaction."""
+        values: list[str] = []
+        for secret in (
+            self.runner_secret,
+            self.runner_secret_previous,
+            self.admin_token,
+            self.game_platform_api_key,
+            self.sentry_dsn,
+        ):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        for url in (self.database_url, self.listen_database_url):
+            if url is not None:
+                password = _url_password(url.get_secret_value())
+                if password:
+                    values.append(password)
+        dsn = self.sentry_dsn.get_secret_value() if self.sentry_dsn else ""
+        key = _url_user(dsn)
+        if key:
+            values.append(key)
+        return values
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _url_user(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).username
+    except ValueError:
+        return None
+
+
+def env_names() -> dict[str, str]:
+    """Field name -> the environment variable a user sets (first alias wins)."""
+    names: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            first = alias.choices[0]
+            names[name] = first if isinstance(first, str) else name.upper()
+        else:
+            names[name] = f"WORKER_{name.upper()}"
+    return names
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise ConfigError with one line naming the setting and the problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    env = env_names()
+    problems = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        name = env.get(field, field.upper() if field else "settings")
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "missing":
+            msg = "is required"
+        msg = msg.removeprefix("Value error, ")
+        problems.append(f"{name}: {msg[:1].lower() + msg[1:]}" if field else msg)
+    return "invalid setting: " + "; ".join(problems)

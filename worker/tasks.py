@@ -1,0 +1,113 @@
+"""The task registry: task type -> an async handler and the pydantic model its payload must satisfy.
+
+A handler is a plain async function `handler(payload, ctx) -> result`; it knows nothing of the daemon. The
+result (JSON-serialisable, or None) is stored on the job row. Raise `PermanentJobError` to fail without retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from worker.errors import InvalidPayload, UnknownTaskType
+from worker.queue import Job, validate_task_type
+
+__all__ = ["EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error"]
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class EmptyPayload(BaseModel):
+    """For task types that take no arguments; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """What a handler may know about the run: the job, and shared resources the daemon set up."""
+
+    job: Job
+    worker_id: str
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Any, TaskContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Task(Generic[P]):
+    name: str
+    handler: Callable[[P, TaskContext], Awaitable[Any]]
+    payload_model: type[P]
+    timeout_s: float | None = None
+    """None = the settings' default timeout."""
+    max_attempts: int | None = None
+    """Default for jobs enqueued through this worker; None = the settings' default."""
+    description: str = ""
+
+    def parse(self, payload: Any) -> P:
+        try:
+            return self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidPayload(f"invalid payload for {self.name}: {format_validation_error(exc)}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task[Any]] = {}
+
+    def add(self, task: Task[Any]) -> Task[Any]:
+        validate_task_type(task.name)
+        if task.name in self._tasks:
+            raise ValueError(f"task type {task.name!r} is registered twice")
+        self._tasks[task.name] = task
+        return task
+
+    def register(
+        self,
+        name: str,
+        payload_model: type[P],
+        *,
+        timeout_s: float | None = None,
+        max_attempts: int | None = None,
+        description: str = "",
+    ) -> Callable[[Callable[[P, TaskContext], Awaitable[Any]]], Callable[[P, TaskContext], Awaitable[Any]]]:
+        def deco(fn: Callable[[P, TaskContext], Awaitable[Any]]) -> Callable[[P, TaskContext], Awaitable[Any]]:
+            self.add(Task(name, fn, payload_model, timeout_s, max_attempts, description or (fn.__doc__ or "")))
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> Task[Any]:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTaskType(f"unknown task type {name!r}") from None
+
+    def validate(self, name: str, payload: Any) -> BaseModel:
+        """The check every face runs before enqueueing: known type and a valid payload."""
+        return self.get(name).parse(payload)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task[Any]]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)

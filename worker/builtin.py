@@ -12,6 +12,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.errors import PermanentJobError
+from worker.settings import Settings
 from worker.tasks import Registry, Task, TaskContext
 
 __all__ = ["NoopPayload", "default_registry", "noop"]
@@ -36,7 +37,8 @@ async def noop(payload: NoopPayload, ctx: TaskContext) -> dict[str, Any] | None:
     return None
 
 
-def default_registry() -> Registry:
+def default_registry(settings: Settings | None = None) -> Registry:
+    """Every task type this worker ships. `settings` configures the ones that need it."""
     registry = Registry()
     registry.add(Task("noop", noop, NoopPayload, description="Does nothing: a canary and a benchmark job."))
     return registry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import asyncpg
 import structlog
 
 from worker import db
@@ -13,7 +14,7 @@ from worker.migrate import migrate, schema_status
 from worker.settings import Settings
 from worker.tasks import Registry
 
-__all__ = ["serve"]
+__all__ = ["build_daemon", "serve"]
 
 log = structlog.get_logger("worker.service")
 
@@ -40,12 +41,18 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
         )
 
 
+def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> Daemon:
+    """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops."""
+    resources = {"pool": pool, "settings": settings}
+    return Daemon(settings, registry, pool, resources=resources)
+
+
 async def serve(
     settings: Settings, registry: Registry | None = None, *, migrate_first: bool = False,
     handle_signals: bool = True,
 ) -> int:
     await _ensure_schema(settings, apply=migrate_first)
-    registry = registry or default_registry()
+    registry = registry or default_registry(settings)
     pool = await db.create_pool(
         settings.dsn,
         max_size=settings.db_pool_size,
@@ -54,7 +61,7 @@ async def serve(
         statement_timeout_s=settings.db_statement_timeout_s,
     )
     try:
-        daemon = Daemon(settings, registry, pool)
+        daemon = build_daemon(settings, registry, pool)
         return await daemon.run(handle_signals=handle_signals)
     finally:
         with anyio.move_on_after(5):

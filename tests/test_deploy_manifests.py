@@ -1,0 +1,206 @@
+"""The deployment files say what the code reads: kinds, probes, ports, grace periods, settings names."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.settings import Settings, env_names, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+
+_ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=", re.MULTILINE)
+
+
+def _k8s_docs() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _by_kind(kind: str) -> list[dict[str, Any]]:
+    return [d for d in _k8s_docs() if d["kind"] == kind]
+
+
+def _one(kind: str) -> dict[str, Any]:
+    found = _by_kind(kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def _known() -> set[str]:
+    return set(env_names().values())
+
+
+def _example_names() -> list[str]:
+    return _ENV_LINE.findall(ENV_EXAMPLE.read_text())
+
+
+def test_env_example_lists_every_setting_once_and_nothing_else() -> None:
+    names = _example_names()
+    assert len(names) == len(set(names)), "a setting is listed twice"
+    assert set(names) - _known() == set(), "names the settings do not read"
+    assert _known() - set(names) == set(), "settings missing from .env.example"
+
+
+def test_env_example_loads_as_a_valid_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name in _known() or name.startswith("WORKER_"):
+            monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.dsn.startswith("postgresql://")
+    assert settings.http_port == 8080
+    assert settings.schedule_game_platform_sync == "0 * * * *"
+
+
+def test_env_example_defaults_match_the_settings_defaults() -> None:
+    values = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    field_of = {env: field for field, env in env_names().items()}
+    for env, raw in values.items():
+        field = Settings.model_fields[field_of[env]]
+        if field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        if default is None:
+            continue
+        if isinstance(default, dict):
+            assert json.loads(raw) == default, env
+        elif isinstance(default, bool):
+            assert raw == str(default).lower(), env
+        elif isinstance(default, int | float):
+            assert float(raw) == float(default), env
+        else:
+            assert raw == str(default), env
+
+
+def test_env_file_is_ignored_by_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored
+
+
+def test_deployment_has_two_replicas_probes_resources_and_settings_from_configmap_and_secret() -> None:
+    deployment = _one("Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["run"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = _one("ConfigMap")["data"]
+    assert ports["http"] == int(config["WORKER_HTTP_PORT"])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert set(container["resources"]) == {"requests", "limits"}
+    sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
+    assert sources == {"configMapRef": _one("ConfigMap")["metadata"]["name"],
+                       "secretRef": _one("Secret")["metadata"]["name"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_termination_grace_period_exceeds_the_worker_shutdown_grace() -> None:
+    pod = _one("Deployment")["spec"]["template"]["spec"]
+    grace_s = float(_one("ConfigMap")["data"]["WORKER_SHUTDOWN_GRACE_S"])
+    assert pod["terminationGracePeriodSeconds"] > grace_s
+    assert Settings.model_fields["shutdown_grace_s"].default < pod["terminationGracePeriodSeconds"]
+
+
+def test_every_env_name_in_the_manifests_is_a_real_setting() -> None:
+    names: set[str] = set(_one("ConfigMap")["data"]) | set(_one("Secret")["stringData"])
+    for doc in _by_kind("Deployment") + _by_kind("Job"):
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            names |= {e["name"] for e in container.get("env", [])}
+            for e in container.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in _one("Secret")["stringData"]
+    assert names, "no settings found"
+    assert names - _known() == set()
+
+
+def test_service_pdb_and_migration_job_select_and_run_the_worker() -> None:
+    labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = _one("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    pdb = _one("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["minAvailable"] < _one("Deployment")["spec"]["replicas"]
+    job = _one("Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["migrate"]
+    assert job["spec"]["template"]["metadata"]["labels"].items() != labels.items(), (
+        "the migration pod must not be selected by the Service"
+    )
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_compose_runs_postgres_migrate_then_worker_and_the_simulator() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "migrate", "worker", "simulator"}
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["worker"]["command"] == ["run"]
+    depends = services["worker"]["depends_on"]
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["simulator"]["condition"] == "service_healthy"
+    for name in ("postgres", "worker", "simulator"):
+        assert "healthcheck" in services[name], name
+    assert "/healthz" in " ".join(services["worker"]["healthcheck"]["test"])
+    for name in ("migrate", "worker", "simulator"):
+        assert services[name]["env_file"] == "../.env"
+        assert set(services[name]["environment"]) <= _known()
+    grace = services["worker"]["stop_grace_period"]
+    assert int(grace.removesuffix("s")) > Settings.model_fields["shutdown_grace_s"].default
+
+
+def test_dockerfile_runs_the_worker_as_non_root_pid_1_with_a_healthcheck() -> None:
+    text = DOCKERFILE.read_text()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage"
+    assert "python:3.11-slim" in text
+    assert re.search(r"pip install .*-r requirements\.lock", text)
+    runtime = text.split(f"AS {stages[-1]}", 1)[1]
+    user = re.findall(r"^USER\s+(\S+)", runtime, re.MULTILINE)
+    assert user and not user[-1].startswith(("root", "0:", "0")), user
+    assert re.search(r'^ENTRYPOINT \["worker"\]$', runtime, re.MULTILINE)
+    assert re.search(r'^CMD \["run"\]$', runtime, re.MULTILINE)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", runtime, re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", runtime, re.MULTILINE)
+
+
+def test_requirements_lock_pins_every_runtime_dependency() -> None:
+    import tomllib
+
+    pins = dict(
+        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    normalized = {re.sub(r"[-_.]+", "-", k).lower() for k in pins}
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in normalized, f"{name} is not pinned"
+
+
+def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "**" in lines and ".env" in lines

@@ -90,6 +90,7 @@ class Daemon:
             )
         self._jobs_tg: anyio.abc.TaskGroup | None = None
         self._last_recovery = -math.inf
+        self._retry_due: list[float] = []
 
     # --- control --------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -179,12 +180,7 @@ class Daemon:
                 continue
             self.wakeup.clear()
             try:
-                await self._recover_if_due()
-                async with self.pool.acquire() as conn:
-                    jobs = await queue.claim(
-                        conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                        lease_s=self.settings.lease_s,
-                    )
+                jobs = await self._claim(free)
                 failures = 0
             except DatabaseUnavailable as exc:
                 failures += 1
@@ -195,21 +191,44 @@ class Daemon:
             for job in jobs:
                 self._start(job)
             if len(jobs) < free:
-                await self.wakeup.wait_or(self.stop_event, timeout=self._poll_timeout_s())
+                await self.wakeup.wait_or(self.stop_event, timeout=self._idle_timeout_s())
 
-    async def _recover_if_due(self) -> None:
-        now = time.monotonic()
-        if now - self._last_recovery < self.settings.recovery_interval_s:
-            return
-        self._last_recovery = now
+    async def _claim(self, free: int) -> list[Job]:
+        """Claim up to `free` jobs in one statement; when lease recovery is due, the same statement does it."""
+        recover = time.monotonic() - self._last_recovery >= self.settings.recovery_interval_s
         async with self.pool.acquire() as conn:
-            for row in await queue.recover_expired(conn):
-                log.warning(
-                    "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"],
-                    attempt=row["attempts"], status=row["status"], abandoned_by=row["locked_by"],
-                    worker_id=self.worker_id,
+            if not recover:
+                return await queue.claim(
+                    conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
+                    lease_s=self.settings.lease_s,
                 )
-                self.hooks.lease_recovered(row)
+            jobs, recovered = await queue.recover_and_claim(
+                conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
+                lease_s=self.settings.lease_s,
+            )
+        self._last_recovery = time.monotonic()
+        for row in recovered:
+            log.warning(
+                "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"],
+                attempt=row["attempts"], status=row["status"], abandoned_by=row["locked_by"],
+                worker_id=self.worker_id,
+            )
+            self.hooks.lease_recovered(row)
+        return jobs
+
+    def _idle_timeout_s(self) -> float:
+        """The jittered poll, or sooner when one of our own retries falls due (no NOTIFY marks that)."""
+        timeout = min(
+            self._poll_timeout_s(),
+            max(0.0, self._last_recovery + self.settings.recovery_interval_s - time.monotonic()),
+        )
+        if self._retry_due:
+            now = time.monotonic()
+            self._retry_due = [t for t in self._retry_due if t > now - 1.0]
+            if self._retry_due:
+                timeout = min(timeout, max(0.0, min(self._retry_due) - now))
+                self._retry_due = [t for t in self._retry_due if t > now]
+        return timeout
 
     def _start(self, job: Job) -> None:
         assert self._jobs_tg is not None
@@ -275,6 +294,10 @@ class Daemon:
         for f in batch:
             self.unacked.pop(f.job_id, None)
             if f.job_id in acked:
+                if f.retry_at is not None:
+                    delay = (f.retry_at - f.finished_at).total_seconds()
+                    self._retry_due.append(time.monotonic() + max(0.0, delay) + 0.005)
+                    self.wakeup.set()  # re-arm the fetcher's timer for this retry
                 self._log_finished(f)
                 self.hooks.job_finished(f)
             else:

@@ -38,6 +38,7 @@ __all__ = [
     "job_runs",
     "parse_job_id",
     "queue_depth",
+    "recover_and_claim",
     "recover_expired",
     "release",
     "retry_now",
@@ -207,6 +208,24 @@ async def claim(
     with translate():
         rows = await conn.fetch(_Q["claim"], list(task_types), limit, worker_id, float(lease_s))
     return [Job.from_row(r) for r in rows]
+
+
+async def recover_and_claim(
+    conn: Executor, *, worker_id: str, task_types: Sequence[str], limit: int, lease_s: float,
+    recover_limit: int = 500,
+) -> tuple[list[Job], list[dict[str, Any]]]:
+    """One statement: recover expired leases and claim up to `limit` jobs. Returns (claimed, recovered)."""
+    with translate():
+        rows = await conn.fetch(
+            _Q["recover_and_claim"], list(task_types), max(limit, 0), worker_id, float(lease_s), recover_limit
+        )
+    claimed = [Job.from_row(r) for r in rows if r["kind"] == "claimed"]
+    recovered = [
+        {k: r[k] for k in ("id", "task_type", "status", "attempts", "locked_by")}
+        for r in rows
+        if r["kind"] == "recovered"
+    ]
+    return claimed, recovered
 
 
 async def claim_ids(

@@ -51,12 +51,12 @@ def failure(
     duration_ms = max(0, int((time.monotonic() - started_mono) * 1000))
     if permanent or job.attempt >= job.max_attempts:
         return Finished(
-            job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="failed", outcome="failed", started_at=job.started_at,
-            finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
+            job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="failed", outcome="failed",
+            started_at=job.started_at, finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
         )
     return Finished(
-        job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="pending", outcome="retry", started_at=job.started_at,
-        finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
+        job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="pending", outcome="retry",
+        started_at=job.started_at, finished_at=now, duration_ms=duration_ms, error=error[:MAX_ERROR_CHARS],
         retry_at=next_retry_at(job.attempt, now, policy),
     )
 

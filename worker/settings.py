@@ -7,12 +7,13 @@ Every field's environment name is `WORKER_<FIELD>` unless it carries an explicit
 from __future__ import annotations
 
 import os
+import re
 import socket
 from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from worker.errors import ConfigError
 
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=10.0, gt=0, le=3600, description="Fallback poll (jittered).")
     lease_s: float = Field(default=30.0, ge=1, le=86400, description="How long a claim holds without heartbeat.")
     recovery_interval_s: float = Field(
-        default=15.0, gt=0, le=3600, description="How often expired leases are swept."
+        default=10.0, gt=0, le=3600, description="How often expired leases are swept (within the poll's query)."
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, description="Time running jobs get on stop.")
     listen_probe_interval_s: float = Field(default=10.0, gt=0, le=3600, description="NOTIFY round-trip probe.")
@@ -252,6 +253,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+    except SettingsError as exc:  # a complex value (JSON) that does not parse
+        match = re.search(r'field "([a-z0-9_]+)"', str(exc))
+        field = match.group(1) if match else ""
+        name = env_names().get(field, field.upper() or "a setting")
+        raise ConfigError(f"invalid setting: {name}: not valid JSON") from None
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -51,7 +51,8 @@ class Task(Generic[P]):
 
     def parse(self, payload: Any) -> P:
         try:
-            return self.payload_model.model_validate(payload)
+            parsed: P = self.payload_model.model_validate(payload)
+            return parsed
         except ValidationError as exc:
             raise InvalidPayload(f"invalid payload for {self.name}: {format_validation_error(exc)}") from None
 
@@ -98,7 +99,8 @@ class Registry:
 
     def validate(self, name: str, payload: Any) -> BaseModel:
         """The check every face runs before enqueueing: known type and a valid payload."""
-        return self.get(name).parse(payload)
+        parsed: BaseModel = self.get(name).parse(payload)
+        return parsed
 
     def names(self) -> list[str]:
         return sorted(self._tasks)

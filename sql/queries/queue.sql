@@ -25,10 +25,15 @@ RETURNING id;
 
 -- name: claim
 -- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
+-- Paused task types (job_queue_pause, '*' = all) are skipped. Both pause tests are evaluated once (InitPlans):
+-- a global pause skips the scan altogether, and the array overlap keeps the plan on job_queue_claim_idx
+-- (a correlated NOT EXISTS here turns into an anti join that sorts every due pending job).
 WITH picked AS (
     SELECT id
     FROM job_queue
     WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
+      AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -44,6 +49,66 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
           j.started_at;
+
+-- name: recover_and_claim
+-- The poll's one statement: recover expired leases (as recover_expired) and claim (as claim). Recovered jobs
+-- turn pending and NOTIFY; they are claimed by the next fetch. Rows: kind = 'claimed' | 'recovered'.
+-- $1 task types, $2 how many, $3 worker id, $4 lease seconds, $5 recovery limit.
+WITH expired AS (
+    SELECT id, locked_by, started_at
+    FROM job_queue
+    WHERE status = 'running' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+),
+recovered AS (
+    UPDATE job_queue AS j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+        last_error = 'lease expired: worker ' || e.locked_by || ' stopped heartbeating during attempt '
+                     || j.attempts,
+        run_at = now(),
+        locked_by = NULL,
+        locked_until = NULL,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        updated_at = now()
+    FROM expired AS e
+    WHERE j.id = e.id
+    RETURNING j.id, j.task_type, j.status, j.attempts, j.last_error, e.locked_by, e.started_at
+),
+ledger AS (
+    INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+    SELECT r.id, r.attempts, r.locked_by, coalesce(r.started_at, now()), now(), 'abandoned', r.last_error,
+           greatest(0, (extract(epoch FROM now() - coalesce(r.started_at, now())) * 1000)::int)
+    FROM recovered AS r
+),
+picked AS (
+    SELECT id
+    FROM job_queue
+    WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE job_queue AS j
+    SET status = 'running',
+        attempts = j.attempts + 1,
+        locked_by = $3,
+        locked_until = now() + make_interval(secs => $4),
+        started_at = now(),
+        updated_at = now()
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
+              j.started_at
+)
+SELECT 'claimed' AS kind, c.id, c.task_type, c.payload, c.attempts, c.max_attempts, c.priority, c.run_at,
+       c.created_at, c.started_at, NULL::text AS status, NULL::text AS locked_by
+FROM claimed AS c
+UNION ALL
+SELECT 'recovered', r.id, r.task_type, NULL, r.attempts, NULL, NULL, NULL, NULL, NULL, r.status, r.locked_by
+FROM recovered AS r;
 
 -- name: claim_ids
 -- Claim exactly these jobs (run-now, /api/jobs/run with ids) if they are pending; paused or not due is fine.

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set everything up, then lint, type-check and run the whole test suite against the local PostgreSQL
+# (WORKER_TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,243 @@
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from worker import queue
+from worker.errors import InvalidInput, JobNotFound, JobStateConflict
+from worker.queue import Finished, NewJob
+
+
+async def test_enqueue_inserts_a_pending_row_with_payload_and_run_at(conn: asyncpg.Connection) -> None:
+    run_at = datetime.now(UTC) + timedelta(minutes=5)
+    res = await queue.enqueue(conn, NewJob("noop", {"a": 1, "nested": {"b": [1, 2]}}, run_at=run_at, priority=3))
+    assert res.created
+    row = await queue.get_job(conn, res.id)
+    assert row["status"] == "pending"
+    assert row["payload"] == {"a": 1, "nested": {"b": [1, 2]}}
+    assert row["run_at"] == run_at
+    assert row["priority"] == 3 and row["attempts"] == 0 and row["max_attempts"] == 5
+
+
+async def test_enqueue_inside_a_rolled_back_transaction_leaves_nothing(conn: asyncpg.Connection) -> None:
+    tr = conn.transaction()
+    await tr.start()
+    await queue.enqueue(conn, NewJob("noop"))
+    await tr.rollback()
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 0
+
+
+async def test_dedupe_key_returns_the_existing_pending_job(conn: asyncpg.Connection) -> None:
+    first = await queue.enqueue(conn, NewJob("noop", dedupe_key="k1"))
+    second = await queue.enqueue(conn, NewJob("noop", {"x": 1}, dedupe_key="k1"))
+    assert first.created and not second.created and second.id == first.id
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1
+
+
+async def test_dedupe_key_is_free_again_once_the_job_finished(conn: asyncpg.Connection) -> None:
+    first = await queue.enqueue(conn, NewJob("noop", dedupe_key="k1"))
+    await conn.execute("UPDATE job_queue SET status = 'succeeded' WHERE id = $1", first.id)
+    again = await queue.enqueue(conn, NewJob("noop", dedupe_key="k1"))
+    assert again.created and again.id != first.id
+
+
+async def test_enqueue_many_inserts_a_batch_in_one_statement(conn: asyncpg.Connection) -> None:
+    ids = await queue.enqueue_many(conn, [NewJob("noop", {"i": i}) for i in range(500)])
+    assert len(set(ids)) == 500
+    assert await conn.fetchval("SELECT count(*) FROM job_queue WHERE status = 'pending'") == 500
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        NewJob("Bad Type"),
+        NewJob(""),
+        NewJob("x" * 65),
+        NewJob("noop", payload=[1, 2]),  # type: ignore[arg-type]
+        NewJob("noop", payload={"big": "x" * 70000}),
+        NewJob("noop", priority=5000),
+        NewJob("noop", max_attempts=0),
+        NewJob("noop", dedupe_key=""),
+        NewJob("noop", dedupe_key="k" * 300),
+        NewJob("noop", run_at=datetime(2026, 1, 1)),
+    ],
+)
+async def test_bad_enqueue_is_rejected_and_inserts_nothing(conn: asyncpg.Connection, job: NewJob) -> None:
+    with pytest.raises(InvalidInput):
+        await queue.enqueue(conn, job)
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 0
+
+
+async def test_database_constraints_reject_what_the_api_rejects(conn: asyncpg.Connection) -> None:
+    bad = [
+        "INSERT INTO job_queue (task_type) VALUES ('Bad Type')",
+        "INSERT INTO job_queue (task_type, payload) VALUES ('noop', '[1]')",
+        "INSERT INTO job_queue (task_type, payload) VALUES ('noop', jsonb_build_object('x', repeat('a', 70000)))",
+        "INSERT INTO job_queue (task_type, dedupe_key) VALUES ('noop', repeat('k', 300))",
+        "INSERT INTO job_queue (task_type, max_attempts) VALUES ('noop', 0)",
+    ]
+    for sql in bad:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(sql)
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 0
+
+
+async def test_claim_orders_by_priority_then_run_at_and_only_due_jobs(conn: asyncpg.Connection) -> None:
+    now = datetime.now(UTC)
+    low_old = await queue.enqueue(conn, NewJob("noop", run_at=now - timedelta(minutes=2)))
+    high = await queue.enqueue(conn, NewJob("noop", priority=10, run_at=now - timedelta(minutes=1)))
+    low_new = await queue.enqueue(conn, NewJob("noop", run_at=now - timedelta(minutes=1)))
+    await queue.enqueue(conn, NewJob("noop", run_at=now + timedelta(hours=1)))
+    jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=10, lease_s=30)
+    assert [j.id for j in jobs] == [high.id, low_old.id, low_new.id]
+    assert all(j.attempt == 1 for j in jobs)
+    row = await queue.get_job(conn, high.id)
+    assert row["status"] == "running" and row["locked_by"] == "w" and row["locked_until"] > now
+
+
+async def test_claim_takes_only_task_types_it_handles(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("other"))
+    assert await queue.claim(conn, worker_id="w", task_types=["noop"], limit=10, lease_s=30) == []
+    assert (await conn.fetchrow("SELECT status FROM job_queue"))["status"] == "pending"
+
+
+async def test_concurrent_claimers_never_get_the_same_job(database_url: str) -> None:
+    from worker import db
+
+    setup = await db.connect(database_url)
+    await queue.enqueue_many(setup, [NewJob("noop", {"i": i}) for i in range(300)])
+    conns = [await db.connect(database_url) for _ in range(6)]
+    claimed: list[uuid.UUID] = []
+
+    async def claimer(c: asyncpg.Connection, wid: str) -> None:
+        while True:
+            jobs = await queue.claim(c, worker_id=wid, task_types=["noop"], limit=7, lease_s=30)
+            if not jobs:
+                return
+            claimed.extend(j.id for j in jobs)
+
+    try:
+        await asyncio.gather(*(claimer(c, f"w{i}") for i, c in enumerate(conns)))
+        assert len(claimed) == 300
+        assert len(set(claimed)) == 300
+    finally:
+        for c in [setup, *conns]:
+            await c.close()
+
+
+def _finished(job: queue.Job, status: str, outcome: str, **kw: object) -> Finished:
+    now = datetime.now(UTC)
+    return Finished(job_id=job.id, task_type=job.task_type, attempt=job.attempt, status=status,  # type: ignore[arg-type]
+                    outcome=outcome, started_at=job.started_at, finished_at=now, duration_ms=5, **kw)  # type: ignore[arg-type]
+
+
+async def test_finish_records_status_result_and_ledger_in_one_call(conn: asyncpg.Connection) -> None:
+    a = await queue.enqueue(conn, NewJob("noop"))
+    b = await queue.enqueue(conn, NewJob("noop"))
+    ja, jb = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=2, lease_s=30)
+    retry_at = datetime.now(UTC) + timedelta(minutes=1)
+    acked = await queue.finish(conn, "w", [
+        _finished(ja, "succeeded", "succeeded", result={"ok": True}),
+        _finished(jb, "pending", "retry", error="boom", retry_at=retry_at),
+    ])
+    assert acked == {a.id, b.id}
+    done = await queue.get_job(conn, ja.id)
+    assert done["status"] == "succeeded" and done["result"] == {"ok": True} and done["finished_at"] is not None
+    again = await queue.get_job(conn, jb.id)
+    assert again["status"] == "pending" and again["last_error"] == "boom" and again["run_at"] == retry_at
+    runs = await queue.job_runs(conn, jb.id)
+    assert [(r["attempt"], r["outcome"], r["error"], r["worker_id"]) for r in runs] == [(1, "retry", "boom", "w")]
+
+
+async def test_finish_ignores_a_job_whose_lease_is_held_by_someone_else(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop"))
+    (job,) = await queue.claim(conn, worker_id="w1", task_types=["noop"], limit=1, lease_s=30)
+    acked = await queue.finish(conn, "w2", [_finished(job, "succeeded", "succeeded")])
+    assert acked == set()
+    assert (await queue.get_job(conn, job.id))["status"] == "running"
+    assert await queue.job_runs(conn, job.id) == []
+
+
+async def test_heartbeat_extends_only_our_leases(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop"))
+    (job,) = await queue.claim(conn, worker_id="w1", task_types=["noop"], limit=1, lease_s=1)
+    before = (await queue.get_job(conn, job.id))["locked_until"]
+    assert await queue.heartbeat(conn, "w1", [job.id], 60) == {job.id}
+    assert (await queue.get_job(conn, job.id))["locked_until"] > before
+    assert await queue.heartbeat(conn, "w2", [job.id], 60) == set()
+
+
+async def test_expired_lease_is_recovered_to_pending_with_an_abandoned_ledger_row(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop"))
+    (job,) = await queue.claim(conn, worker_id="dead", task_types=["noop"], limit=1, lease_s=30)
+    await conn.execute("UPDATE job_queue SET locked_until = now() - interval '1 second'")
+    recovered = await queue.recover_expired(conn)
+    assert [(r["id"], r["status"], r["locked_by"]) for r in recovered] == [(job.id, "pending", "dead")]
+    row = await queue.get_job(conn, job.id)
+    assert row["status"] == "pending" and row["locked_by"] is None and "lease expired" in row["last_error"]
+    runs = await queue.job_runs(conn, job.id)
+    assert [(r["attempt"], r["outcome"], r["worker_id"]) for r in runs] == [(1, "abandoned", "dead")]
+    (again,) = await queue.claim(conn, worker_id="alive", task_types=["noop"], limit=1, lease_s=30)
+    assert again.id == job.id and again.attempt == 2
+
+
+async def test_expired_lease_on_the_last_attempt_fails_the_job(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop", max_attempts=1))
+    await queue.claim(conn, worker_id="dead", task_types=["noop"], limit=1, lease_s=30)
+    await conn.execute("UPDATE job_queue SET locked_until = now() - interval '1 second'")
+    (row,) = await queue.recover_expired(conn)
+    assert row["status"] == "failed"
+
+
+async def test_unexpired_leases_are_not_recovered(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop"))
+    await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    assert await queue.recover_expired(conn) == []
+
+
+async def test_release_hands_jobs_back_without_counting_the_attempt(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop"))
+    (job,) = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    assert await queue.release(conn, "w", [(job.id, job.attempt, job.started_at)]) == {job.id}
+    row = await queue.get_job(conn, job.id)
+    assert row["status"] == "pending" and row["attempts"] == 0 and row["locked_by"] is None
+    runs = await queue.job_runs(conn, job.id)
+    assert [r["outcome"] for r in runs] == ["interrupted"]
+
+
+async def test_cancel_and_retry_now(conn: asyncpg.Connection) -> None:
+    res = await queue.enqueue(conn, NewJob("noop", run_at=datetime.now(UTC) + timedelta(hours=1)))
+    assert await queue.cancel(conn, [res.id]) == [res.id]
+    assert (await queue.get_job(conn, res.id))["status"] == "cancelled"
+    with pytest.raises(JobStateConflict):
+        await queue.cancel(conn, [res.id])
+    assert await queue.retry_now(conn, [res.id]) == [res.id]
+    row = await queue.get_job(conn, res.id)
+    assert row["status"] == "pending" and row["run_at"] <= datetime.now(UTC)
+
+
+async def test_retry_now_of_an_exhausted_failed_job_grants_one_more_attempt(conn: asyncpg.Connection) -> None:
+    res = await queue.enqueue(conn, NewJob("noop", max_attempts=1))
+    (job,) = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    await queue.finish(conn, "w", [_finished(job, "failed", "failed", error="x")])
+    await queue.retry_now(conn, [res.id])
+    (again,) = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    assert again.attempt == 2 and again.max_attempts == 2
+
+
+async def test_actions_on_unknown_or_forbidden_jobs_change_nothing(conn: asyncpg.Connection) -> None:
+    ok = await queue.enqueue(conn, NewJob("noop"))
+    with pytest.raises(JobNotFound):
+        await queue.cancel(conn, [ok.id, uuid.uuid4()])
+    assert (await queue.get_job(conn, ok.id))["status"] == "pending"
+    await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    with pytest.raises(JobStateConflict, match="running"):
+        await queue.retry_now(conn, [ok.id])
+    assert (await queue.get_job(conn, ok.id))["status"] == "running"
+
+
+def test_parse_job_id_rejects_garbage() -> None:
+    with pytest.raises(InvalidInput, match="not a job id"):
+        queue.parse_job_id("12; drop table job_queue")

@@ -53,6 +53,7 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 -- name: recover_and_claim
 -- The poll's one statement: recover expired leases (as recover_expired) and claim (as claim). Recovered jobs
 -- turn pending and NOTIFY; they are claimed by the next fetch. Rows: kind = 'claimed' | 'recovered'.
+-- Paused task types are skipped as in claim.
 -- $1 task types, $2 how many, $3 worker id, $4 lease seconds, $5 recovery limit.
 WITH expired AS (
     SELECT id, locked_by, started_at
@@ -86,6 +87,8 @@ picked AS (
     SELECT id
     FROM job_queue
     WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
+      AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED

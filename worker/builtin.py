@@ -12,6 +12,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.errors import PermanentJobError
+from worker.game_platform.task import game_platform_sync_task
 from worker.settings import Settings
 from worker.tasks import Registry, Task, TaskContext
 
@@ -41,4 +42,5 @@ def default_registry(settings: Settings | None = None) -> Registry:
     """Every task type this worker ships. `settings` configures the ones that need it."""
     registry = Registry()
     registry.add(Task("noop", noop, NoopPayload, description="Does nothing: a canary and a benchmark job."))
+    registry.add(game_platform_sync_task())
     return registry

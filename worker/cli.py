@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     mig = sub.add_parser("migrate", help="apply pending schema migrations (safe to run twice or at once)")
     mig.add_argument("--status", action="store_true", help="only print the schema version")
+    from worker.game_platform import simulator
+
+    simulator.add_cli_parser(sub)  # `worker simulate-platform`: needs no database or settings
     return parser
 
 
@@ -50,6 +53,10 @@ async def _migrate(settings: Settings, status_only: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "simulate-platform":
+        from worker.game_platform import simulator
+
+        return simulator.run_cli(args)
     try:
         settings = load_settings()
     except ConfigError as exc:

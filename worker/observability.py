@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import structlog
 
-__all__ = ["configure_logging"]
+from worker.redaction import Redactor
+
+__all__ = ["configure_logging", "install_redaction"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -18,7 +21,12 @@ def configure_logging(
     fmt: Literal["auto", "json", "console"] = "auto",
     *,
     extra_processors: list[Any] | None = None,
+    secrets: Iterable[str] = (),
 ) -> None:
+    """`secrets`: values removed from every log line (see worker/redaction.py); the redactor runs last."""
+    redactor = Redactor(secrets)
+    if redactor:
+        extra_processors = [*(extra_processors or []), redactor]
     use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -34,3 +42,13 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
+
+
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Put a redactor for `secrets` just before the renderer of the current structlog configuration
+    (replacing an earlier one), so that logging configured before the settings were known is covered too."""
+    redactor = Redactor(secrets)
+    processors = [p for p in structlog.get_config()["processors"] if not isinstance(p, Redactor)]
+    if redactor:
+        processors.insert(max(len(processors) - 1, 0), redactor)
+    structlog.configure(processors=processors)

@@ -7,10 +7,14 @@ import asyncpg
 import structlog
 
 from worker import db
+from worker.alerts import Alerts
 from worker.builtin import default_registry
 from worker.daemon import Daemon
 from worker.errors import DatabaseUnavailable, MigrationError
+from worker.hooks import MultiHooks
+from worker.metrics import Metrics
 from worker.migrate import migrate, schema_status
+from worker.observability import install_redaction
 from worker.settings import Settings
 from worker.tasks import Registry
 
@@ -41,16 +45,37 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
         )
 
 
+def _add_http(daemon: Daemon, metrics: Metrics) -> None:
+    from worker.http import HttpServer, create_app
+
+    settings = daemon.settings
+    server = HttpServer(create_app(daemon, metrics=metrics), host=settings.http_host, port=settings.http_port)
+    daemon.resources["http_server"] = server
+    daemon.add_loop("http", server.run)
+    if not settings.runner_secrets():
+        log.warning(
+            "http.no_runner_secret",
+            note="JOB_QUEUE_RUNNER_SECRET is not set: /trigger and /api/jobs/run answer 503",
+        )
+
+
 def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> Daemon:
     """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops."""
     resources = {"pool": pool, "settings": settings}
-    return Daemon(settings, registry, pool, resources=resources)
+    metrics = Metrics(registry.names())
+    alerts = Alerts(settings)
+    daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)
+    resources.update(metrics=metrics, alerts=alerts)
+    if settings.http_enabled:
+        _add_http(daemon, metrics)
+    return daemon
 
 
 async def serve(
     settings: Settings, registry: Registry | None = None, *, migrate_first: bool = False,
     handle_signals: bool = True,
 ) -> int:
+    install_redaction(settings.secret_values())
     await _ensure_schema(settings, apply=migrate_first)
     registry = registry or default_registry(settings)
     pool = await db.create_pool(
@@ -62,7 +87,9 @@ async def serve(
     )
     try:
         daemon = build_daemon(settings, registry, pool)
-        return await daemon.run(handle_signals=handle_signals)
+        code = await daemon.run(handle_signals=handle_signals)
+        daemon.resources["alerts"].flush()
+        return code
     finally:
         with anyio.move_on_after(5):
             await pool.close()

@@ -1,0 +1,139 @@
+"""Prometheus metrics of one worker process, in a registry of its own (never the global one).
+
+Event counters move through the `Hooks` interface as the daemon (or `/api/jobs/run`) claims and finishes jobs.
+The queue's shape (jobs by status and task type, age of the oldest due pending job) is read from the database
+when `/metrics` is scraped: `await metrics.refresh(pool)` then `metrics.render()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from worker.db import translate
+from worker.hooks import Hooks
+from worker.queue import Executor, Finished, Job
+from worker.sql import queries
+
+__all__ = ["CONTENT_TYPE", "STATUSES", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+_Q = queries("metrics")
+log = structlog.get_logger("worker.metrics")
+
+
+class _QueueCollector(Collector):
+    """Yields the last database snapshot as gauges (labels of vanished task types disappear with it)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        jobs = GaugeMetricFamily(
+            "worker_jobs", "Jobs in the queue by task type and status (read at scrape time).",
+            labels=["task_type", "status"],
+        )
+        for (task_type, status), n in sorted(m.jobs_snapshot.items()):
+            jobs.add_metric([task_type, status], n)
+        yield jobs
+        yield GaugeMetricFamily(
+            "worker_oldest_due_pending_age_seconds",
+            "Seconds since the oldest due pending job became due (0 when none is waiting).",
+            value=m.oldest_due_age_s,
+        )
+        yield GaugeMetricFamily(
+            "worker_metrics_database_up", "1 when the last scrape could read the queue from the database.",
+            value=1.0 if m.database_up else 0.0,
+        )
+
+
+class Metrics(Hooks):
+    def __init__(self, task_types: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.task_types = sorted(task_types)
+        self.claimed = Counter("worker_jobs_claimed", "Jobs claimed (attempts started).", ["task_type"], registry=r)
+        self.succeeded = Counter("worker_jobs_succeeded", "Attempts that succeeded.", ["task_type"], registry=r)
+        self.failed = Counter(
+            "worker_jobs_failed", "Jobs that failed permanently (no attempt left, or a permanent error).",
+            ["task_type"], registry=r,
+        )
+        self.retried = Counter(
+            "worker_jobs_retried", "Attempts that failed and were scheduled to run again.", ["task_type"], registry=r
+        )
+        self.recovered = Counter(
+            "worker_leases_recovered", "Expired leases taken back by lease recovery.", ["task_type"], registry=r
+        )
+        self.duration = Histogram(
+            "worker_job_duration_seconds", "Duration of finished attempts.", ["task_type", "outcome"],
+            buckets=DURATION_BUCKETS, registry=r,
+        )
+        self.reconnects = Counter(
+            "worker_listener_reconnects", "Times the LISTEN connection was re-established.", registry=r
+        )
+        self.last_success = Gauge(
+            "worker_job_last_success_timestamp_seconds", "Unix time of the last successful attempt.",
+            ["task_type"], registry=r,
+        )
+        for task_type in self.task_types:
+            for counter in (self.claimed, self.succeeded, self.failed, self.retried):
+                counter.labels(task_type)
+        self.jobs_snapshot: dict[tuple[str, str], int] = {}
+        self.oldest_due_age_s = 0.0
+        self.database_up = False
+        self.registry.register(_QueueCollector(self))
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def job_claimed(self, job: Job) -> None:
+        self.claimed.labels(job.task_type).inc()
+
+    def job_finished(self, finished: Finished) -> None:
+        t = finished.task_type
+        self.duration.labels(t, finished.outcome).observe(finished.duration_ms / 1000)
+        if finished.outcome == "succeeded":
+            self.succeeded.labels(t).inc()
+            self.last_success.labels(t).set(finished.finished_at.timestamp())
+        elif finished.outcome == "retry":
+            self.retried.labels(t).inc()
+        else:
+            self.failed.labels(t).inc()
+
+    def lease_recovered(self, row: Mapping[str, Any]) -> None:
+        self.recovered.labels(str(row.get("task_type", ""))).inc()
+        if row.get("status") == "failed":
+            self.failed.labels(str(row.get("task_type", ""))).inc()
+
+    def listener_reconnected(self) -> None:
+        self.reconnects.inc()
+
+    # --- scrape ---------------------------------------------------------------------------------
+    async def refresh(self, conn: Executor, *, timeout_s: float = 5.0) -> bool:
+        """Read the queue's shape from the database; on failure keep the counters and report database_up 0."""
+        try:
+            with anyio.fail_after(timeout_s), translate():
+                rows: Sequence[Any] = await conn.fetch(_Q["jobs_by_status"])
+                oldest = await conn.fetchval(_Q["oldest_due_pending_age"])
+        except Exception as exc:
+            log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")
+            self.database_up = False
+            return False
+        snapshot = {(t, s): 0 for t in self.task_types for s in STATUSES}
+        for row in rows:
+            snapshot[(row["task_type"], row["status"])] = int(row["n"])
+        self.jobs_snapshot = snapshot
+        self.oldest_due_age_s = max(0.0, float(oldest or 0.0))
+        self.database_up = True
+        return True
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

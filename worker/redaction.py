@@ -1,0 +1,68 @@
+"""Secret redaction: a structlog processor (and a plain function for Sentry events) that removes every known
+secret value from every string it can reach, URLs included.
+
+The secrets are the exact values (`Settings.secret_values()`), plus their percent-encoded and decoded forms,
+because a password inside a URL is often written percent-encoded. Longer secrets are replaced first so that a
+secret containing another one is removed whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote
+
+__all__ = ["REDACTED", "Redactor"]
+
+REDACTED = "[REDACTED]"
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _forms(secret: str) -> set[str]:
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), unquote(secret)}
+    return {f for f in forms if f}
+
+
+class Redactor:
+    """`Redactor(secrets)` is a structlog processor; `redactor.redact(value)` cleans any JSON-like value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms |= _forms(secret)
+        self.secrets: tuple[str, ...] = tuple(sorted(forms, key=len, reverse=True))
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def redact_text(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def redact(self, value: Any) -> Any:
+        """A copy of `value` with every secret replaced; containers are walked, other objects stringified
+        only when their text holds a secret."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, Mapping):
+            return {self.redact(k): self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact(v) for v in value]
+        text = str(value)
+        cleaned = self.redact_text(text)
+        return value if cleaned == text else cleaned
+
+    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if not self.secrets:
+            return event_dict
+        for key in list(event_dict):
+            event_dict[key] = self.redact(event_dict[key])
+        return event_dict

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.cleanup_task import cleanup_task
 from worker.errors import PermanentJobError
 from worker.game_platform.task import game_platform_sync_task
 from worker.settings import Settings
@@ -42,5 +43,6 @@ def default_registry(settings: Settings | None = None) -> Registry:
     """Every task type this worker ships. `settings` configures the ones that need it."""
     registry = Registry()
     registry.add(Task("noop", noop, NoopPayload, description="Does nothing: a canary and a benchmark job."))
+    registry.add(cleanup_task())
     registry.add(game_platform_sync_task())
     return registry

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 import anyio
 
 from worker import db
-from worker.errors import ConfigError, DatabaseUnavailable, WorkerError
+from worker.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    InvalidInput,
+    JobNotFound,
+    JobStateConflict,
+    WorkerError,
+)
 from worker.migrate import migrate, schema_status
 from worker.observability import configure_logging
 from worker.settings import Settings, load_settings
@@ -29,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     mig = sub.add_parser("migrate", help="apply pending schema migrations (safe to run twice or at once)")
     mig.add_argument("--status", action="store_true", help="only print the schema version")
+    # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor.
+    from worker import cli_jobs, cli_ops
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
+    cli_jobs.add_parsers(sub, common)
+    cli_ops.add_parsers(sub, common)
+    # Other faces' commands:
     from worker.game_platform import simulator
 
     simulator.add_cli_parser(sub)  # `worker simulate-platform`: needs no database or settings
@@ -61,8 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    configure_logging(settings.log_level, settings.log_format)
+    handler = getattr(args, "handler", None)
+    # Operator commands keep stdout for their output: only warnings and errors are logged.
+    level = settings.log_level if handler is None or settings.log_level == "error" else "warning"
+    configure_logging(level, settings.log_format)
     try:
+        if handler is not None:
+            code: int = anyio.run(handler, settings, args)
+            return code
         if args.command == "migrate":
             return anyio.run(_migrate, settings, args.status)
         if args.command == "run":
@@ -71,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(lambda: serve(settings, migrate_first=args.migrate))
     except DatabaseUnavailable as exc:
         return _fail(str(exc), 1)
+    except (JobNotFound, JobStateConflict) as exc:
+        return _fail(str(exc), 1)
+    except InvalidInput as exc:  # malformed argument: bad id, JSON, duration, unknown task type
+        return _fail(str(exc), 2)
     except WorkerError as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:

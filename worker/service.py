@@ -68,6 +68,10 @@ def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> 
     resources.update(metrics=metrics, alerts=alerts)
     if settings.http_enabled:
         _add_http(daemon, metrics)
+    if settings.schedules_enabled:
+        from worker.scheduler import Scheduler
+
+        daemon.add_loop("scheduler", Scheduler(settings, registry, pool).run)
     return daemon
 
 

@@ -110,7 +110,8 @@ LIMIT $4;
 WITH doomed AS (
     SELECT id FROM job_queue
     WHERE status IN ('succeeded', 'failed', 'cancelled')
-      AND finished_at < now() - make_interval(secs => CASE WHEN status = 'succeeded' THEN $1 ELSE $2 END)
+      AND finished_at < now() - make_interval(
+            secs => CASE WHEN status = 'succeeded' THEN $1::float8 ELSE $2::float8 END)
     ORDER BY finished_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -185,3 +186,6 @@ SELECT count(*) AS errors, max(error_msg) AS sample
 FROM net._http_response
 WHERE created > now() - interval '1 hour'
   AND (error_msg IS NOT NULL OR timed_out OR status_code >= 400);
+
+-- name: server_version
+SELECT current_setting('server_version');

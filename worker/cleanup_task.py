@@ -1,0 +1,46 @@
+"""The `cleanup` task type: retention cleanup of finished jobs, run daily by the `cleanup` schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.operator import cleanup
+from worker.settings import Settings
+from worker.tasks import Task, TaskContext
+
+__all__ = ["CleanupPayload", "cleanup_task", "run_cleanup"]
+
+
+class CleanupPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    succeeded_older_than_days: float | None = Field(
+        default=None, gt=0, le=36500, description="Default: WORKER_RETENTION_SUCCEEDED_DAYS."
+    )
+    failed_older_than_days: float | None = Field(
+        default=None, gt=0, le=36500, description="Default: WORKER_RETENTION_FAILED_DAYS."
+    )
+
+
+async def run_cleanup(payload: CleanupPayload, ctx: TaskContext) -> dict[str, Any]:
+    """Delete succeeded jobs past their retention, failed/cancelled ones past theirs, with their ledger rows."""
+    settings: Settings = ctx.resources["settings"]
+    succeeded_days = payload.succeeded_older_than_days or settings.retention_succeeded_days
+    failed_days = payload.failed_older_than_days or settings.retention_failed_days
+    result = await cleanup(
+        ctx.resources["pool"],
+        succeeded_older_than=timedelta(days=succeeded_days),
+        failed_older_than=timedelta(days=failed_days),
+        batch_size=settings.cleanup_batch_size,
+    )
+    return result.as_dict()
+
+
+def cleanup_task() -> Task[CleanupPayload]:
+    return Task(
+        "cleanup", run_cleanup, CleanupPayload, max_attempts=3,
+        description="Retention cleanup: deletes old finished jobs and their attempt history in batches.",
+    )

@@ -58,11 +58,17 @@ def _connect_kwargs(
     *, statement_cache: bool, connect_timeout_s: float, statement_timeout_s: float | None, app: str
 ) -> dict[str, Any]:
     settings: dict[str, str] = {"application_name": app}
-    if statement_timeout_s:
-        settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
     kwargs: dict[str, Any] = {"timeout": connect_timeout_s, "server_settings": settings}
-    if not statement_cache:
+    if statement_cache:
+        if statement_timeout_s:
+            settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
+    else:
+        # Behind a transaction-mode pooler: no named prepared statements, and no session settings (pgbouncer
+        # rejects `statement_timeout` as a startup parameter, and a SET would leak to other clients), so the
+        # timeout is enforced by the client, which cancels the query on the server when it expires.
         kwargs["statement_cache_size"] = 0
+        if statement_timeout_s:
+            kwargs["command_timeout"] = statement_timeout_s
     return kwargs
 
 

@@ -28,7 +28,10 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
     delay = 0.5
     while True:
         try:
-            async with db.connection(settings.dsn, connect_timeout_s=settings.db_connect_timeout_s) as conn:
+            async with db.connection(
+                settings.dsn, connect_timeout_s=settings.db_connect_timeout_s,
+                statement_cache=settings.statement_cache,
+            ) as conn:
                 if apply:
                     applied = await migrate(conn)
                     if applied:

@@ -14,6 +14,9 @@ import pytest
 from worker import db
 from worker.migrate import migrate
 
+# The game platform simulator fixture (`platform`) lives beside its helpers.
+pytest_plugins = ["tests.game_platform_fixtures"]
+
 SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -14,13 +14,14 @@ fail inside a batch answer, and a script of faults for the next requests:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import json
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -54,14 +55,15 @@ def player_id(index: int) -> str:
     return f"p{index:05d}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRecord:
     at: float
     """time.monotonic() when the request arrived."""
     method: str
     path: str
-    status: int
-    players: int
+    status: int = 0
+    """0 while the request has no answer yet (a hanging "timeout" fault)."""
+    players: int = 0
 
 
 @dataclass
@@ -87,6 +89,13 @@ class Simulator:
     requests: list[RequestRecord] = field(default_factory=list)
     _rng: random.Random = field(init=False, repr=False)
     _bucket: TokenBucket | None = field(default=None, init=False, repr=False)
+    _closing: anyio.Event | None = field(default=None, init=False, repr=False)
+
+    def closing(self) -> anyio.Event:
+        """Set when the server stops, so hanging requests end at once."""
+        if self._closing is None:
+            self._closing = anyio.Event()
+        return self._closing
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -148,7 +157,8 @@ async def _fault(sim: Simulator, fault: str, body: Any) -> Response:
         when = datetime.now(UTC) + timedelta(seconds=sim.retry_after_s + 1)
         return _error(429, "rate_limited", "slow down", {"Retry-After": format_datetime(when, usegmt=True)})
     if fault == "timeout":
-        await anyio.sleep(sim.hang_s)
+        with anyio.move_on_after(sim.hang_s):
+            await sim.closing().wait()
         return _error(504, "timeout", "upstream timed out")
     if fault == "garbage":
         return Response(b"<html><body>502 Bad Gateway</body></html>", media_type="application/json")
@@ -181,10 +191,11 @@ async def _guarded(sim: Simulator, request: Request, players: int, body: Any) ->
 
 
 def create_app(sim: Simulator) -> Starlette:
-    async def record(request: Request, players: int, response: Response) -> Response:
-        sim.requests.append(
-            RequestRecord(time.monotonic(), request.method, request.url.path, response.status_code, players)
-        )
+    async def record(request: Request, players: int, answer: Awaitable[Response] | Response) -> Response:
+        entry = RequestRecord(time.monotonic(), request.method, request.url.path, players=players)
+        sim.requests.append(entry)
+        response = answer if isinstance(answer, Response) else await answer
+        entry.status = response.status_code
         return response
 
     async def health(request: Request) -> Response:
@@ -201,13 +212,13 @@ def create_app(sim: Simulator) -> Starlette:
         end = min(offset + limit, sim.players)
         data = [{"player_id": player_id(i), "name": f"Player {i}"} for i in range(offset, end)]
         body = {"data": data, "next_cursor": str(end) if end < sim.players else None}
-        return await record(request, len(data), await _guarded(sim, request, len(data), body))
+        return await record(request, len(data), _guarded(sim, request, len(data), body))
 
     async def one_player(request: Request) -> Response:
         pid = request.path_params["player_id"]
         if not sim.knows(pid):
             return await record(request, 1, _error(404, "not_found", f"no player {pid}"))
-        return await record(request, 1, await _guarded(sim, request, 1, sim.stats(pid)))
+        return await record(request, 1, _guarded(sim, request, 1, sim.stats(pid)))
 
     async def batch(request: Request) -> Response:
         try:
@@ -224,7 +235,7 @@ def create_app(sim: Simulator) -> Starlette:
             else:
                 data.append(sim.stats(pid))
         body = {"data": data, "errors": errors}
-        return await record(request, len(ids), await _guarded(sim, request, len(ids), body))
+        return await record(request, len(ids), _guarded(sim, request, len(ids), body))
 
     routes = [
         Route("/v1/health", health),
@@ -257,17 +268,20 @@ async def serve_simulator(sim: Simulator, *, host: str = "127.0.0.1", port: int 
         timeout_graceful_shutdown=1,
     )
     server = _EmbeddedServer(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+    # A plain asyncio task, not a task group: a pytest fixture enters and leaves this in different tasks.
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
         while not server.started:
-            if server.should_exit:
+            if task.done():
+                task.result()
                 raise OSError(f"the simulator could not listen on {host}:{port}")
-            await anyio.sleep(0.005)
+            await asyncio.sleep(0.005)
         bound = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield f"http://{host}:{bound}"
-        finally:
-            server.should_exit = True
+        yield f"http://{host}:{bound}"
+    finally:
+        sim.closing().set()
+        server.should_exit = True
+        await task
 
 
 def add_cli_parser(sub: Any) -> None:

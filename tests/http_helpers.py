@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import asyncpg
 import httpx
 
 from tests.helpers import make_settings, running_daemon
+from worker import queue
 from worker.builtin import default_registry
 from worker.daemon import Daemon
 from worker.http import HttpServer
 from worker.tasks import Registry
+
+# Poll-only, with the poll and the lease-recovery sweep (which claims too) far beyond any test: jobs that become
+# due after the daemon's first claim at start are left alone unless something wakes it (or /api/jobs/run runs).
+POLL_ONLY: dict[str, Any] = {"listen_enabled": False, "poll_interval_s": 60.0, "recovery_interval_s": 120.0}
+DUE_SOON_S = 0.3
 
 SECRET = "runner-secret-current-7f3a"
 PREVIOUS = "runner-secret-previous-91bc"
@@ -42,3 +51,16 @@ async def http_daemon(
 
 async def job_count(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM job_queue"))
+
+
+async def enqueue_due_soon(
+    conn: asyncpg.Connection, payload: dict[str, Any] | None = None, *, task_type: str = "noop", **kw: Any
+) -> uuid.UUID:
+    """A job due in DUE_SOON_S seconds: enqueue it before the daemon starts, then `await until_due()`."""
+    run_at = datetime.now(UTC) + timedelta(seconds=DUE_SOON_S)
+    job = queue.NewJob(task_type, payload or {}, run_at=run_at, **kw)
+    return (await queue.enqueue(conn, job)).id
+
+
+async def until_due() -> None:
+    await anyio.sleep(DUE_SOON_S + 0.05)

@@ -7,6 +7,7 @@ never personal data (`send_default_pii=False`), and pass through the log redacto
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,14 @@ def error_class(error: str | None) -> str:
     return match.group(1) if match else "JobError"
 
 
+def _no_pii() -> dict[str, Any]:
+    """No personal data. SDKs with `data_collection` (which deprecates `send_default_pii`) default to none;
+    older 2.x SDKs are told `send_default_pii=False` explicitly."""
+    if importlib.util.find_spec("sentry_sdk.data_collection") is not None:
+        return {}
+    return {"send_default_pii": False}
+
+
 def init_sentry(settings: Settings) -> bool:
     """Initialise sentry-sdk when a DSN is configured. Returns whether events will be sent."""
     if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value():
@@ -54,7 +63,7 @@ def init_sentry(settings: Settings) -> bool:
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.sentry_environment,
         server_name=settings.worker_id,
-        send_default_pii=False,
+        **_no_pii(),
         default_integrations=False,
         auto_enabling_integrations=False,
         attach_stacktrace=False,

@@ -91,6 +91,8 @@ class Daemon:
         self._jobs_tg: anyio.abc.TaskGroup | None = None
         self._last_recovery = -math.inf
         self._retry_due: list[float] = []
+        self._batch_min = max(1, settings.concurrency // 2)
+        self._batch_wait_s = max(settings.completion_flush_ms, 1.0) / 1000
 
     # --- control --------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -178,6 +180,9 @@ class Daemon:
                 if self.settings.concurrency - len(self.running) <= 0:
                     await self.slot_freed.wait_or(self.stop_event)
                 continue
+            if self.running and free < self._batch_min:
+                await self._gather_slots()
+                free = self.settings.concurrency - len(self.running)
             self.wakeup.clear()
             try:
                 jobs = await self._claim(free)
@@ -192,6 +197,17 @@ class Daemon:
                 self._start(job)
             if len(jobs) < free:
                 await self.wakeup.wait_or(self.stop_event, timeout=self._idle_timeout_s())
+
+    async def _gather_slots(self) -> None:
+        """Short jobs free their slots in bunches: wait a moment for more, so one claim fills several slots
+        (a round trip per job is what limits throughput). Long jobs cost at most `claim_batch_wait` here."""
+        deadline = time.monotonic() + self._batch_wait_s
+        while self.settings.concurrency - len(self.running) < self._batch_min and not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.slot_freed.clear()
+            await self.slot_freed.wait_or(self.stop_event, timeout=remaining)
 
     async def _claim(self, free: int) -> list[Job]:
         """Claim up to `free` jobs in one statement; when lease recovery is due, the same statement does it."""

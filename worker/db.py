@@ -72,6 +72,12 @@ def _connect_kwargs(
     return kwargs
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo. asyncpg's default reset costs a round trip per release
+    (UNLISTEN *, RESET ALL, ...); our pooled connections never LISTEN, SET or take session locks."""
+    return None
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -95,6 +101,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_keep_session,
             max_inactive_connection_lifetime=300.0,
             **kwargs,
         )

@@ -32,6 +32,7 @@ __all__ = [
     "claim_ids",
     "enqueue",
     "enqueue_many",
+    "ensure_statistics",
     "finish",
     "get_job",
     "heartbeat",
@@ -343,6 +344,15 @@ async def job_runs(conn: Executor, job_id: uuid.UUID) -> list[dict[str, Any]]:
     with translate():
         rows = await conn.fetch(_Q["job_runs"], job_id)
     return [dict(r) for r in rows]
+
+
+async def ensure_statistics(conn: Executor) -> bool:
+    """ANALYZE job_queue once if it was never analyzed (a fresh database); True when it ran."""
+    with translate():
+        if not await conn.fetchval(_Q["never_analyzed"]):
+            return False
+        await conn.fetchval(_Q["analyze"])
+    return True
 
 
 async def queue_depth(conn: Executor) -> int:

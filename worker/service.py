@@ -6,7 +6,7 @@ import anyio
 import asyncpg
 import structlog
 
-from worker import db
+from worker import db, queue
 from worker.alerts import Alerts
 from worker.builtin import default_registry
 from worker.daemon import Daemon
@@ -37,6 +37,8 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
                     if applied:
                         log.info("migrate.applied", versions=applied)
                 status = await schema_status(conn)
+                if status.up_to_date and await queue.ensure_statistics(conn):
+                    log.info("daemon.analyzed_job_queue", reason="no planner statistics yet")
             break
         except DatabaseUnavailable as exc:
             log.warning("daemon.database_unavailable_at_start", error=str(exc), retry_in_s=delay)

@@ -34,6 +34,9 @@ WITH picked AS (
     WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
       AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
       AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
+      -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
+      -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -89,6 +92,9 @@ picked AS (
     WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
       AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
       AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
+      -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
+      -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -154,7 +160,9 @@ upd AS (
         finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN d.finished_at END,
         updated_at = now()
     FROM done AS d
-    WHERE j.id = d.id AND j.status = 'running' AND j.locked_by = $1 AND j.attempts = d.attempt
+    -- No status test: locked_by is set exactly while a job runs (job_queue_lease_check), and a status test
+    -- would let the planner drive this join from a status index over every running job instead of the key.
+    WHERE j.id = d.id AND j.locked_by = $1 AND j.attempts = d.attempt
     RETURNING j.id
 )
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
@@ -166,7 +174,7 @@ RETURNING job_id;
 -- Extend the leases this worker still holds; returns the ids it holds.
 UPDATE job_queue
 SET locked_until = now() + make_interval(secs => $3)
-WHERE id = ANY ($1::uuid[]) AND status = 'running' AND locked_by = $2
+WHERE id = ANY ($1::uuid[]) AND locked_by = $2  -- set only while running (job_queue_lease_check)
 RETURNING id;
 
 -- name: recover_expired
@@ -218,7 +226,9 @@ upd AS (
         locked_until = NULL,
         updated_at = now()
     FROM done AS d
-    WHERE j.id = d.id AND j.status = 'running' AND j.locked_by = $1 AND j.attempts = d.attempt
+    -- No status test: locked_by is set exactly while a job runs (job_queue_lease_check), and a status test
+    -- would let the planner drive this join from a status index over every running job instead of the key.
+    WHERE j.id = d.id AND j.locked_by = $1 AND j.attempts = d.attempt
     RETURNING j.id
 )
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
@@ -276,6 +286,15 @@ FROM job_runs WHERE job_id = $1 ORDER BY attempt, started_at, id;
 -- name: queue_depth
 -- Due pending jobs.
 SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now();
+
+-- name: never_analyzed
+-- True when job_queue has no planner statistics yet (a fresh database).
+SELECT coalesce(last_analyze IS NULL AND last_autoanalyze IS NULL, true)
+FROM pg_stat_user_tables WHERE relid = 'job_queue'::regclass;
+
+-- name: analyze
+-- Without statistics the planner sorts every due job for each claim instead of walking job_queue_claim_idx.
+ANALYZE job_queue;
 
 -- name: counts_by_status
 SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, status ORDER BY task_type, status;

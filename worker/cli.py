@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     from worker.game_platform import simulator
 
     simulator.add_cli_parser(sub)  # `worker simulate-platform`: needs no database or settings
+    from worker import demo
+
+    demo.add_cli_parser(sub)  # `worker demo`: makes its own database and settings
     return parser
 
 
@@ -72,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.game_platform import simulator
 
         return simulator.run_cli(args)
+    if args.command == "demo":
+        from worker import demo
+
+        return demo.run_cli(args)
     try:
         settings = load_settings()
     except ConfigError as exc:

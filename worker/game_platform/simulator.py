@@ -297,6 +297,7 @@ def add_cli_parser(sub: Any) -> None:
     p.add_argument("--rate-limit-rps", type=float, default=None)
     p.add_argument("--rate-limit-burst", type=float, default=None)
     p.add_argument("--retry-after-s", type=int, default=1)
+    p.add_argument("--access-log", action="store_true", help="log every request")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -315,7 +316,13 @@ def run_cli(args: argparse.Namespace) -> int:
         retry_after_s=args.retry_after_s,
     )
     config = uvicorn.Config(
-        create_app(sim), host=args.host, port=args.port, log_level="info", lifespan="off", ws="none"
+        create_app(sim),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=args.access_log,
+        lifespan="off",
+        ws="none",
     )
     print(f"game platform simulator on http://{args.host}:{args.port} ({args.players} players)", flush=True)
     uvicorn.Server(config).run()

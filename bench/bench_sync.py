@@ -1,0 +1,169 @@
+"""Benchmark of the game-platform sync: 1,000 competitors against the simulator at 20 ms latency.
+
+    python bench/bench_sync.py [--competitors 1000] [--latency-ms 20] [--batch-size 100] [--concurrency 2 5 10]
+
+For each concurrency it runs the sync `--repeat` times on a fresh throwaway database (first run: every row
+inserted; the following runs: unchanged), and prints the elapsed time beside the ideal bound the batching and
+concurrency allow, and the number of database round trips (statements the sync sent: 1 select + 1 per batch).
+
+    ideal bound = ceil(batches / concurrency) x latency   (the brief's batches x latency / concurrency, rounded
+                                                           up to whole waves: a batch cannot take less than
+                                                           one latency)
+
+The simulator runs in its own process (`worker simulate-platform`), so its JSON work does not share the sync's
+event loop. PostgreSQL: WORKER_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from worker import db
+from worker.game_platform.client import GamePlatformClient
+from worker.game_platform.simulator import player_id
+from worker.game_platform.sync import SyncCounters, sync_all_competitor_game_stats
+from worker.migrate import migrate
+from worker.sql import queries
+
+SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+API_KEY = "bench-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _db_url(name: str) -> str:
+    return urlunsplit(urlsplit(SERVER_URL)._replace(path=f"/{name}"))
+
+
+async def _wait_healthy(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            try:
+                if (await client.get(f"{url}/v1/health")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit("the simulator did not start")
+
+
+async def _fresh_db(competitors: int) -> str:
+    name = f"worker_bench_sync_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(SERVER_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await db.connect(_db_url(name))
+    try:
+        await migrate(conn)
+        coach = uuid.uuid4()
+        await conn.execute(
+            queries("game_platform")["insert_competitors"],
+            [coach] * competitors,
+            [f"Competitor {i}" for i in range(competitors)],
+            [player_id(i) for i in range(competitors)],
+        )
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_db(name: str) -> None:
+    admin = await asyncpg.connect(SERVER_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _one(url: str, name: str, args: argparse.Namespace, concurrency: int) -> list[tuple[float, int, dict]]:
+    pool = await db.create_pool(_db_url(name), max_size=max(2, concurrency))
+    out = []
+    try:
+        # Warm the pool's connections and prepared statements once, like a long-running daemon has.
+        async with GamePlatformClient(url, SecretStr(API_KEY), rps=10_000, concurrency=concurrency) as client:
+            await sync_all_competitor_game_stats(pool, client, dry_run=True, batch_size=args.batch_size,
+                                                 concurrency=concurrency)
+        for _ in range(args.repeat):
+            counters = SyncCounters()
+            async with GamePlatformClient(url, SecretStr(API_KEY), rps=10_000, concurrency=concurrency) as client:
+                started = time.perf_counter()
+                summary = await sync_all_competitor_game_stats(
+                    pool, client, batch_size=args.batch_size, concurrency=concurrency, counters=counters
+                )
+                elapsed = time.perf_counter() - started
+            out.append((elapsed, counters.db_round_trips, summary))
+    finally:
+        await pool.close()
+    return out
+
+
+async def main(args: argparse.Namespace) -> int:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings and up only
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "worker", "simulate-platform", "--port", str(port), "--players",
+         str(args.competitors), "--latency-ms", str(args.latency_ms), "--api-key", API_KEY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        await _wait_healthy(url)
+        batches = math.ceil(args.competitors / args.batch_size)
+        latency = args.latency_ms / 1000
+        print(f"sync benchmark: {args.competitors} competitors, batch size {args.batch_size} ({batches} batches), "
+              f"simulator latency {args.latency_ms:g} ms, {args.repeat} runs per row (run 1 inserts, then unchanged)")
+        print(f"{'conc':>4} {'bound ms':>9} {'naive ms':>9} {'median ms':>10} {'best ms':>8} {'median/bound':>12} "
+              f"{'db round trips':>15} {'competitors/rt':>15}")
+        worst = 0.0
+        for concurrency in args.concurrency:
+            name = await _fresh_db(args.competitors)
+            try:
+                runs = await _one(url, name, args, concurrency)
+            finally:
+                await _drop_db(name)
+            for _, _, summary in runs:
+                assert summary["fetched"] == args.competitors and summary["failed"] == 0, summary
+            bound = math.ceil(batches / concurrency) * latency
+            naive = batches * latency / concurrency
+            times = [e for e, _, _ in runs]
+            trips = max(t for _, t, _ in runs)
+            median = statistics.median(times)
+            worst = max(worst, median / bound) if bound else worst
+            print(f"{concurrency:>4} {bound * 1000:>9.1f} {naive * 1000:>9.1f} {median * 1000:>10.1f} "
+                  f"{min(times) * 1000:>8.1f} {(median / bound if bound else float('nan')):>12.2f} {trips:>15} {args.competitors / trips:>15.1f}")
+        print(f"worst median/bound: {worst:.2f} (target <= 1.2); target <= 1 round trip per 50 competitors")
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--competitors", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 5, 10])
+    parser.add_argument("--repeat", type=int, default=5)
+    sys.exit(asyncio.run(main(parser.parse_args())))

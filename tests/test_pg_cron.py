@@ -206,3 +206,28 @@ def test_pg_net_sql_reads_only_the_vault_secrets_the_docs_define() -> None:
         assert name in docs
     for referenced in set(re.findall(r"\b(net\.[a-z_]+|vault\.[a-z_]+)", sql)):
         assert referenced in docs, f"{referenced} is not documented"
+
+
+async def test_cron_enqueued_jobs_are_valid_for_the_shipped_tasks_and_cleanup_really_runs(
+    cron_cluster: Cluster, cron_db: asyncpg.Connection
+) -> None:
+    from worker.builtin import default_registry
+
+    await cron_db.execute(CRON_SQL.read_text())
+    jobs = await _cron_jobs(cron_db)
+    for name in ("job_queue_game_platform_sync", "job_queue_cleanup_daily"):
+        await cron_db.execute(jobs[name]["command"])
+    settings = make_settings(cron_cluster.url())
+    registry = default_registry(settings)
+    for row in await cron_db.fetch("SELECT task_type, payload FROM job_queue"):
+        registry.validate(row["task_type"], row["payload"])  # raises when the shipped task rejects it
+    await cron_db.execute("DELETE FROM job_queue WHERE task_type = 'game_platform_sync'")
+    async with running_daemon(settings, registry):
+
+        async def done() -> bool:
+            status = await cron_db.fetchval("SELECT status FROM job_queue WHERE task_type = 'cleanup'")
+            return bool(status == "succeeded")
+
+        await wait_for(done)
+    result = await cron_db.fetchval("SELECT result FROM job_queue WHERE task_type = 'cleanup'")
+    assert isinstance(result, dict)

@@ -60,8 +60,8 @@ async def run_checks(settings: Settings, registry: Registry, *, url: str | None 
     started = time.monotonic()
     try:
         conn = await db.connect(settings.dsn, connect_timeout_s=settings.db_connect_timeout_s, app="worker-doctor")
-    except DatabaseUnavailable as exc:
-        checks.append(Check("database", "fail", "unreachable", str(exc)))
+    except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
+        checks.append(Check("database", "fail", "unreachable", f"{type(exc).__name__}: {exc}"))
     else:
         try:
             version = await conn.fetchval(_Q["server_version"])
@@ -111,8 +111,8 @@ async def _notify(settings: Settings) -> Check:
     try:
         conn = await db.connect(settings.listen_dsn, connect_timeout_s=settings.db_connect_timeout_s,
                                 app="worker-doctor")
-    except DatabaseUnavailable as exc:
-        return Check("notify", "fail", "listen URL unreachable", str(exc))
+    except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
+        return Check("notify", "fail", "listen URL unreachable", f"{type(exc).__name__}: {exc}")
     try:
         with db.translate():
             await conn.add_listener(channel, on_note)

@@ -50,8 +50,10 @@ class Settings(BaseSettings):
         default=True, description="asyncpg prepared-statement cache; turn off behind a transaction-mode pool."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Maximum connections in the work pool.")
-    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    db_statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, description="Connect timeout.")
+    db_statement_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Timeout of the daemon's own queries (not of handlers' work)."
+    )
 
     # --- the daemon -----------------------------------------------------------------------------
     worker_id: str = Field(
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, description="Time running jobs get on stop.")
     listen_probe_interval_s: float = Field(default=10.0, gt=0, le=3600, description="NOTIFY round-trip probe.")
-    listen_probe_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    listen_probe_timeout_s: float = Field(default=5.0, gt=0, le=600, description="A probe slower than this fails.")
     completion_flush_ms: float = Field(
         default=2.0, ge=0, le=1000, description="How long finished jobs are buffered before one batch write."
     )
@@ -73,65 +75,83 @@ class Settings(BaseSettings):
     task_timeouts_s: dict[str, float] = Field(
         default_factory=dict, description='Per task type timeouts, JSON: {"game_platform_sync": 900}.'
     )
-    default_max_attempts: int = Field(default=5, ge=1, le=1000)
-    backoff_base_s: float = Field(default=5.0, gt=0, le=86400)
-    backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
-    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
+    default_max_attempts: int = Field(default=5, ge=1, le=1000, description="max_attempts of new jobs.")
+    backoff_base_s: float = Field(default=5.0, gt=0, le=86400, description="Delay after the first failure.")
+    backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description="Cap on any retry delay.")
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1, description="Fraction of a delay randomised (+/-).")
 
     # --- HTTP port ------------------------------------------------------------------------------
-    http_enabled: bool = True
-    http_host: str = Field(default="0.0.0.0", min_length=1)
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_enabled: bool = Field(default=True, description="Serve the HTTP port (health, trigger, metrics, admin).")
+    http_host: str = Field(default="0.0.0.0", min_length=1, description="Bind address of the HTTP port.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 = any free port).")
     runner_secret: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("JOB_QUEUE_RUNNER_SECRET", "WORKER_RUNNER_SECRET")
+        default=None,
+        validation_alias=AliasChoices("JOB_QUEUE_RUNNER_SECRET", "WORKER_RUNNER_SECRET"),
+        description="Bearer secret of /trigger and /api/jobs/run (unset: they answer 503).",
     )
     runner_secret_previous: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("JOB_QUEUE_RUNNER_SECRET_PREVIOUS", "WORKER_RUNNER_SECRET_PREVIOUS"),
+        description="The previous runner secret, still accepted while a rotation rolls out.",
     )
     run_limit_max: int = Field(default=100, ge=1, le=10000, description="Cap on /api/jobs/run's limit.")
     run_budget_s: float = Field(default=25.0, gt=0, le=3600, description="Time budget of /api/jobs/run.")
     admin_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("WORKER_ADMIN_TOKEN", "ADMIN_TOKEN")
+        default=None,
+        validation_alias=AliasChoices("WORKER_ADMIN_TOKEN", "ADMIN_TOKEN"),
+        description="Token of the admin page and API (unset: /admin is off).",
     )
     readyz_probe_max_age_s: float = Field(
         default=30.0, gt=0, le=3600, description="Last NOTIFY round trip must be younger than this."
     )
 
     # --- observability --------------------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
-    sentry_dsn: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("SENTRY_DSN", "WORKER_SENTRY_DSN")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto = console on a TTY, JSON lines otherwise."
     )
-    sentry_environment: str | None = None
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENTRY_DSN", "WORKER_SENTRY_DSN"),
+        description="Sentry DSN (unset: nothing is sent).",
+    )
+    sentry_environment: str | None = Field(default=None, description="Sentry environment tag.")
     sentry_consecutive_failures: int = Field(
         default=3, ge=1, le=1000, description="Alert when a task type fails this many times in a row."
     )
 
     # --- schedules and retention ----------------------------------------------------------------
-    schedules_enabled: bool = True
+    schedules_enabled: bool = Field(default=True, description="Run the built-in recurring schedules.")
     schedule_game_platform_sync: str = Field(default="0 * * * *", description="Cron; empty disables.")
     schedule_cleanup: str = Field(default="15 3 * * *", description="Cron (UTC); empty disables.")
-    retention_succeeded_days: float = Field(default=14.0, gt=0, le=36500)
-    retention_failed_days: float = Field(default=60.0, gt=0, le=36500)
-    cleanup_batch_size: int = Field(default=1000, ge=1, le=100000)
+    retention_succeeded_days: float = Field(
+        default=14.0, gt=0, le=36500, description="cleanup deletes succeeded jobs older than this."
+    )
+    retention_failed_days: float = Field(
+        default=60.0, gt=0, le=36500, description="cleanup deletes failed/cancelled jobs older than this."
+    )
+    cleanup_batch_size: int = Field(default=1000, ge=1, le=100000, description="Rows deleted per statement.")
 
     # --- the game platform ----------------------------------------------------------------------
     game_platform_base_url: str = Field(
         default="http://127.0.0.1:8090",
         validation_alias=AliasChoices("GAME_PLATFORM_BASE_URL", "WORKER_GAME_PLATFORM_BASE_URL"),
+        description="Base URL of the game platform API.",
     )
     game_platform_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("GAME_PLATFORM_API_KEY", "WORKER_GAME_PLATFORM_API_KEY")
+        default=None,
+        validation_alias=AliasChoices("GAME_PLATFORM_API_KEY", "WORKER_GAME_PLATFORM_API_KEY"),
+        description="API key of the game platform (sent as a header, never logged).",
     )
     game_platform_rps: float = Field(default=20.0, gt=0, le=10000, description="Client-side rate limit.")
-    game_platform_concurrency: int = Field(default=8, ge=1, le=256)
-    game_platform_batch_size: int = Field(default=100, ge=1, le=1000)
-    game_platform_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    game_platform_read_timeout_s: float = Field(default=15.0, gt=0, le=600)
-    game_platform_total_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    game_platform_max_retries: int = Field(default=4, ge=0, le=20)
+    game_platform_concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight.")
+    game_platform_batch_size: int = Field(default=100, ge=1, le=1000, description="Player ids per request.")
+    game_platform_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, description="Connect timeout.")
+    game_platform_read_timeout_s: float = Field(default=15.0, gt=0, le=600, description="Read timeout.")
+    game_platform_total_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Whole-request timeout, retries excluded."
+    )
+    game_platform_max_retries: int = Field(default=4, ge=0, le=20, description="Retries per request.")
 
     @field_validator("database_url", "listen_database_url")
     @classmethod

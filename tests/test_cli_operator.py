@@ -283,3 +283,26 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exc:
         main(["jobs", "explode"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_every_command_in_the_playbook_parses() -> None:
+    import re
+    import shlex
+    from pathlib import Path
+
+    from worker.cli import build_parser
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "playbook.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    commands = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    commands += re.findall(r"`(worker [^`]+)`", text)
+    seen = 0
+    for command in commands:
+        if not command.startswith("worker "):
+            continue
+        argv = shlex.split(command.replace("<ID>", str(uuid.uuid4())).replace("<job_id>", str(uuid.uuid4()))
+                           .replace("[TYPE]", "noop").replace("<type>", "noop").replace("...", ""))[1:]
+        argv = [a for a in argv if not a.startswith("[")]
+        build_parser().parse_args(argv)  # a usage error raises SystemExit and fails the test
+        seen += 1
+    assert seen >= 20

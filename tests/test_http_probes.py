@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import httpx
 
 from tests.helpers import wait_for
 from tests.http_helpers import http_daemon
@@ -114,3 +115,32 @@ async def test_probes_refuse_a_wrong_method_with_405(database_url: str) -> None:
     assert [r1.status_code, r2.status_code, r3.status_code] == [405, 405, 405]
     assert r1.json() == {"error": "Method Not Allowed"}
     assert r1.headers["allow"] in {"GET, HEAD", "HEAD, GET"}
+
+
+async def test_while_stopping_healthz_says_stopping_readyz_is_503_and_then_the_port_closes(
+    database_url: str,
+) -> None:
+    from worker import queue
+
+    async with http_daemon(database_url, shutdown_grace_s=5.0) as (daemon, client):
+        port = client.base_url.port
+        job = await queue.enqueue(daemon.pool, queue.NewJob("noop", {"sleep_s": 1.0}))
+
+        async def running() -> bool:
+            return job.id in daemon.running
+
+        await wait_for(running)
+        daemon.stop()
+        health = await client.get("/healthz")
+        ready = await client.get("/readyz")
+    assert (health.status_code, health.json()["status"]) == (200, "stopping")
+    assert ready.status_code == 503
+    assert "daemon" in ready.json()["failing"]
+    assert ready.json()["checks"]["daemon"]["error"] == "stopping"
+    async with httpx.AsyncClient(timeout=2) as fresh:
+        try:
+            await fresh.get(f"http://127.0.0.1:{port}/healthz")
+        except httpx.ConnectError:
+            pass
+        else:
+            raise AssertionError("the HTTP port is still open after the daemon stopped")

@@ -18,7 +18,7 @@ import anyio
 import structlog
 
 from worker import queue
-from worker.errors import DatabaseUnavailable, UnknownTaskType
+from worker.errors import DatabaseUnavailable
 from worker.queue import Finished, Job
 from worker.runner import execute
 from worker.tasks import TaskContext
@@ -109,10 +109,7 @@ async def _run_batch(
         (runnable if job.task_type in daemon.registry else skipped).append(job)
 
     async def _one(job: Job) -> None:
-        try:
-            task = daemon.registry.get(job.task_type)
-        except UnknownTaskType:  # pragma: no cover - filtered above
-            return
+        task = daemon.registry.get(job.task_type)
         ctx = TaskContext(job=job, worker_id=worker_id, resources=daemon.resources)
         finished[job.id] = await execute(
             task, job, ctx, timeout_s=settings.timeout_for(job.task_type, task.timeout_s), policy=daemon.policy

@@ -15,6 +15,7 @@ from worker.builtin import default_registry
 from worker.errors import ConfigError
 from worker.scheduler import Schedule, Scheduler, schedules_from_settings
 from worker.service import build_daemon
+from worker.settings import load_settings
 
 HOURLY = Schedule("cleanup", "0 * * * *", "cleanup")
 
@@ -117,8 +118,8 @@ async def test_a_disabled_schedule_enqueues_nothing(database_url: str, pool: asy
 async def test_settings_declare_the_seed_schedules_and_reject_a_bad_cron(database_url: str) -> None:
     defaults = {s.name: s.cron for s in schedules_from_settings(make_settings(database_url))}
     assert defaults == {"game_platform_sync": "0 * * * *", "cleanup": "15 3 * * *"}
-    with pytest.raises(ConfigError, match="WORKER_SCHEDULE_CLEANUP"):
-        schedules_from_settings(make_settings(database_url, schedule_cleanup="every day"))
+    with pytest.raises(ConfigError, match="WORKER_SCHEDULE_CLEANUP: not a cron expression"):
+        load_settings(database_url=database_url, schedule_cleanup="every day")
     off = schedules_from_settings(make_settings(database_url, schedule_game_platform_sync=""))
     assert [s.name for s in off if s.enabled] == ["cleanup"]
 

@@ -163,6 +163,16 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator("schedule_game_platform_sync", "schedule_cleanup")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = value.strip()
+        if value and not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression: {value!r} (empty disables the schedule)")
+        return value
+
     @field_validator("game_platform_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

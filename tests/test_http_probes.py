@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 
 from tests.helpers import wait_for
-from tests.http_helpers import http_daemon
+from tests.http_helpers import POLL_ONLY, http_daemon
 from worker.migrate import latest_version
 
 
@@ -144,3 +144,19 @@ async def test_while_stopping_healthz_says_stopping_readyz_is_503_and_then_the_p
             pass
         else:
             raise AssertionError("the HTTP port is still open after the daemon stopped")
+
+
+async def test_a_malformed_http_request_is_a_400_logged_as_a_structured_event(database_url: str) -> None:
+    import anyio
+    import structlog
+
+    async with http_daemon(database_url, **POLL_ONLY) as (_daemon, client):
+        with structlog.testing.capture_logs() as logs:
+            stream = await anyio.connect_tcp("127.0.0.1", client.base_url.port or 0)
+            async with stream:
+                await stream.send(b"NOT A REQUEST\r\n\r\n")
+                reply = await stream.receive()
+        health = await client.get("/healthz")
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert health.status_code == 200
+    assert any(e["event"] == "http.server_log" and e["log_level"] == "warning" for e in logs), logs

@@ -8,6 +8,7 @@ server stops gracefully: no new connections, open requests get a few seconds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Generator
 
@@ -19,6 +20,27 @@ from starlette.types import ASGIApp
 __all__ = ["HttpServer"]
 
 log = structlog.get_logger("worker.http.server")
+
+
+class _ToStructlog(logging.Handler):
+    """uvicorn logs through the standard library; send its warnings and errors (bad requests from clients,
+    protocol errors) to structlog, so they come out as JSON lines and pass through redaction."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        extra = {"exc_info": record.exc_info} if record.exc_info else {}
+        structlog.get_logger(record.name).log(record.levelno, "http.server_log", message=message, **extra)
+
+
+def _route_uvicorn_logs() -> None:
+    logger = logging.getLogger("uvicorn")
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -47,6 +69,7 @@ class HttpServer:
 
     async def run(self) -> None:
         """Serve until cancelled; then stop gracefully. Raises if the server ends on its own."""
+        _route_uvicorn_logs()
         sock = self._bind()
         self.port = int(sock.getsockname()[1])
         self.listening.set()  # the socket accepts connections from here on; uvicorn serves them once started

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import anyio
@@ -78,10 +78,8 @@ class WorkerProcess:
             with self._lock:
                 lines.append(line)
                 if parse and line.startswith("{"):
-                    try:
+                    with suppress(ValueError):
                         self.events.append(json.loads(line))
-                    except ValueError:
-                        pass
 
     # --- reading ---------------------------------------------------------------------------------
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from worker import queue
 from worker.errors import DatabaseUnavailable, InvalidInput
@@ -131,7 +131,10 @@ def _model(model: type[BaseModel], body: dict[str, Any] | None) -> Any:
         raise HttpProblem(422, f"invalid body: {format_validation_error(exc)}") from None
 
 
-def create_app(daemon: Daemon, *, metrics: Metrics | None = None) -> Starlette:
+def create_app(
+    daemon: Daemon, *, metrics: Metrics | None = None, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The app of this daemon. `extra_routes` (e.g. the admin page) are mounted after the built-in ones."""
     settings = daemon.settings
 
     def authorize(request: Request) -> None:
@@ -260,5 +263,6 @@ def create_app(daemon: Daemon, *, metrics: Metrics | None = None) -> Starlette:
         Route("/trigger", _guarded(trigger), methods=["POST"]),
         Route("/api/jobs/run", _guarded(jobs_run), methods=["POST"]),
         Route("/metrics", _guarded(metrics_endpoint), methods=["GET"]),
+        *extra_routes,
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -260,15 +260,13 @@ class GamePlatformClient:
 def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:
     where = f"game platform {method} {path}"
     try:
-        data = response.json()
-    except ValueError as exc:
-        snippet = response.content[:60].decode("utf-8", "replace")
-        raise MalformedResponse(
-            f"{where}: body is not JSON ({len(response.content)} bytes, starts {snippet!r})"
-        ) from exc
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(response.content)
     except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            snippet = response.content[:60].decode("utf-8", "replace")
+            raise MalformedResponse(
+                f"{where}: body is not JSON ({len(response.content)} bytes, starts {snippet!r})"
+            ) from exc
         raise MalformedResponse(f"{where}: unexpected body: {_fields(exc)}") from exc
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -116,22 +117,7 @@ class Simulator:
         return len(pid) == 6 and pid[0] == "p" and pid[1:].isdigit() and int(pid[1:]) < self.players
 
     def stats(self, pid: str) -> dict[str, Any]:
-        epoch = self.epoch + self.player_epochs.get(pid, 0)
-        h = hashlib.blake2b(f"{self.seed}:{pid}:{epoch}".encode(), digest_size=24).digest()
-        games = int.from_bytes(h[0:4], "big") % 500
-        wins = int.from_bytes(h[4:8], "big") % (games + 1)
-        losses = int.from_bytes(h[8:12], "big") % (games - wins + 1)
-        draws = int.from_bytes(h[12:16], "big") % (games - wins - losses + 1)
-        changed = _BASE_TIME + timedelta(days=epoch, seconds=int.from_bytes(h[16:20], "big") % 86400)
-        return {
-            "player_id": pid,
-            "games_played": games,
-            "wins": wins,
-            "losses": losses,
-            "draws": draws,
-            "rating": 800 + int.from_bytes(h[20:24], "big") % 1600,
-            "updated_at": changed.isoformat().replace("+00:00", "Z"),
-        }
+        return _stats(self.seed, pid, self.epoch + self.player_epochs.get(pid, 0))
 
     def rate_limited(self) -> bool:
         if self.rate_limit_rps is None:
@@ -142,6 +128,25 @@ class Simulator:
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [r for r in self.requests if r.path == path]
+
+
+@functools.lru_cache(maxsize=65536)
+def _stats(seed: int, pid: str, epoch: int) -> dict[str, Any]:
+    h = hashlib.blake2b(f"{seed}:{pid}:{epoch}".encode(), digest_size=24).digest()
+    games = int.from_bytes(h[0:4], "big") % 500
+    wins = int.from_bytes(h[4:8], "big") % (games + 1)
+    losses = int.from_bytes(h[8:12], "big") % (games - wins + 1)
+    draws = int.from_bytes(h[12:16], "big") % (games - wins - losses + 1)
+    changed = _BASE_TIME + timedelta(days=epoch, seconds=int.from_bytes(h[16:20], "big") % 86400)
+    return {
+        "player_id": pid,
+        "games_played": games,
+        "wins": wins,
+        "losses": losses,
+        "draws": draws,
+        "rating": 800 + int.from_bytes(h[20:24], "big") % 1600,
+        "updated_at": changed.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -174,10 +179,10 @@ async def _fault(sim: Simulator, fault: str, body: Any) -> Response:
     return _error(int(fault), "server_error", f"injected {fault}")
 
 
-async def _guarded(sim: Simulator, request: Request, players: int, body: Any) -> Response:
+async def _guarded(sim: Simulator, request: Request, arrived: float, body: Any) -> Response:
     """Auth, rate limit, latency and faults around a normal answer `body`."""
-    if sim.latency_s:
-        await anyio.sleep(sim.latency_s)
+    if sim.latency_s:  # latency = arrival to answer: the simulator's own work counts towards it
+        await anyio.sleep(max(0.0, sim.latency_s - (time.monotonic() - arrived)))
     key = request.headers.get(API_KEY_HEADER)
     if not key or (sim.api_key is not None and key != sim.api_key):
         return _error(401, "unauthorized", "missing or invalid API key")
@@ -191,8 +196,10 @@ async def _guarded(sim: Simulator, request: Request, players: int, body: Any) ->
 
 
 def create_app(sim: Simulator) -> Starlette:
-    async def record(request: Request, players: int, answer: Awaitable[Response] | Response) -> Response:
-        entry = RequestRecord(time.monotonic(), request.method, request.url.path, players=players)
+    async def record(
+        request: Request, players: int, answer: Awaitable[Response] | Response, arrived: float | None = None
+    ) -> Response:
+        entry = RequestRecord(arrived or time.monotonic(), request.method, request.url.path, players=players)
         sim.requests.append(entry)
         response = answer if isinstance(answer, Response) else await answer
         entry.status = response.status_code
@@ -202,6 +209,7 @@ def create_app(sim: Simulator) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def list_players(request: Request) -> Response:
+        arrived = time.monotonic()
         try:
             limit = int(request.query_params.get("limit", "100"))
             offset = int(request.query_params.get("cursor", "0"))
@@ -212,15 +220,17 @@ def create_app(sim: Simulator) -> Starlette:
         end = min(offset + limit, sim.players)
         data = [{"player_id": player_id(i), "name": f"Player {i}"} for i in range(offset, end)]
         body = {"data": data, "next_cursor": str(end) if end < sim.players else None}
-        return await record(request, len(data), _guarded(sim, request, len(data), body))
+        return await record(request, len(data), _guarded(sim, request, arrived, body), arrived)
 
     async def one_player(request: Request) -> Response:
+        arrived = time.monotonic()
         pid = request.path_params["player_id"]
         if not sim.knows(pid):
             return await record(request, 1, _error(404, "not_found", f"no player {pid}"))
-        return await record(request, 1, _guarded(sim, request, 1, sim.stats(pid)))
+        return await record(request, 1, _guarded(sim, request, arrived, sim.stats(pid)), arrived)
 
     async def batch(request: Request) -> Response:
+        arrived = time.monotonic()
         try:
             ids = BatchRequest.model_validate_json(await request.body()).player_ids
         except ValidationError as exc:
@@ -235,7 +245,7 @@ def create_app(sim: Simulator) -> Starlette:
             else:
                 data.append(sim.stats(pid))
         body = {"data": data, "errors": errors}
-        return await record(request, len(ids), _guarded(sim, request, len(ids), body))
+        return await record(request, len(ids), _guarded(sim, request, arrived, body), arrived)
 
     routes = [
         Route("/v1/health", health),

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.compare` measures `worker` against a raw-SQL ceiling and its peers."""

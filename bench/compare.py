@@ -1,0 +1,169 @@
+"""`python -m bench.compare`: worker vs a raw-SQL ceiling vs pgqueuer vs procrastinate, side by side.
+
+Each system runs on the local PostgreSQL, one after another, each measurement on a fresh database with the
+system's own schema; each worker under test is one separate OS process. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.measure import Options, drain_once, idle_and_latency
+from bench.report import summarize, table, targets
+from bench.systems import SYSTEMS, installed
+
+__all__ = ["main"]
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, help="no-op jobs per drain run (default 20000; --quick 2000)")
+    p.add_argument("--runs", type=int, help="drain runs per system (default 3; --quick 1)")
+    p.add_argument("--latency-jobs", type=int, help="single jobs for wake-up latency (default 200; --quick 50)")
+    p.add_argument("--latency-interval-ms", type=float, default=20.0, help="gap between latency jobs")
+    p.add_argument("--idle-s", type=float, help="idle-cost window in seconds (default 60; --quick 5)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a fast look")
+    p.add_argument(
+        "--server-url", default=os.environ.get("BENCH_SERVER_URL", DEFAULT_SERVER),
+        help="a PostgreSQL URL (maintenance database) on which the harness may CREATE/DROP DATABASE",
+    )
+    p.add_argument("--enqueue-batch", type=int, default=1000, help="jobs per batch-enqueue call")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go")
+    return p
+
+
+def _options(args: argparse.Namespace, workdir: Path) -> Options:
+    quick = args.quick
+
+    def pick(value: Any, full: Any, small: Any) -> Any:
+        return value if value is not None else (small if quick else full)
+
+    return Options(
+        server_url=args.server_url,
+        jobs=pick(args.jobs, 20000, 2000),
+        runs=pick(args.runs, 3, 1),
+        latency_jobs=pick(args.latency_jobs, 200, 50),
+        latency_interval_s=args.latency_interval_ms / 1000,
+        idle_s=pick(args.idle_s, 60.0, 5.0),
+        settle_s=1.0 if quick else 2.0,
+        enqueue_batch=args.enqueue_batch,
+        poll_s=0.02,
+        workdir=workdir,
+    )
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in ("worker", "asyncpg", "pgqueuer", "procrastinate", "psycopg", "uvloop"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+async def _server_info(url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            "server_version": await conn.fetchval("SHOW server_version"),
+            "synchronous_commit": await conn.fetchval("SHOW synchronous_commit"),
+            "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
+        }
+    finally:
+        await conn.close()
+
+
+async def _run(opts: Options, names: list[str]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for name in names:
+        system = SYSTEMS[name]
+        raw: dict[str, Any] = {"system": name, "note": system.note, "concurrency": system.concurrency,
+                               "batch_size": system.batch_size, "drain": []}
+        print(f"== {name}: {system.note}", flush=True)
+        try:
+            for i in range(opts.runs):
+                run = await drain_once(system, opts)
+                raw["drain"].append(run)
+                print(f"   drain run {i + 1}/{opts.runs}: enqueue {run['enqueue_per_s']:,.0f}/s, "
+                      f"drain {run['drain_per_s']:,.0f} jobs/s, cpu {run['cpu_ms_per_1k']:.0f} ms/1k jobs, "
+                      f"succeeded {run['succeeded']}/{run['jobs']}", flush=True)
+            raw["idle"] = await idle_and_latency(system, opts)
+            idle = raw["idle"]
+            print(f"   idle {idle['idle_tx_per_s']:.2f} tx/s, {idle['idle_cpu_s_per_min']:.3f} CPU s/min; "
+                  f"{len(idle['latencies_s'])} latency samples", flush=True)
+        except Exception as exc:
+            raw["error"] = f"{type(exc).__name__}: {exc}"
+            print(f"   FAILED: {raw['error']}", flush=True)
+        results.append(raw)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        print(f"bench.compare: error: unknown system(s) {', '.join(unknown) or '(none)'}; "
+              f"choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    missing = [n for n in names if not installed(SYSTEMS[n].kind)]
+    if missing:
+        print(f"bench.compare: skipping {', '.join(missing)} (not installed: pip install -e '.[bench]')",
+              file=sys.stderr)
+        names = [n for n in names if n not in missing]
+    started = dt.datetime.now(dt.UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        opts = _options(args, Path(tmp))
+        print(f"bench.compare: jobs={opts.jobs} runs={opts.runs} latency_jobs={opts.latency_jobs} "
+              f"idle_s={opts.idle_s:g} systems={','.join(names)}", flush=True)
+        t0 = time.perf_counter()
+        server = asyncio.run(_server_info(opts.server_url))
+        raws = asyncio.run(_run(opts, names))
+        elapsed = time.perf_counter() - t0
+    summaries = [summarize(r) for r in raws]
+    report = {
+        "started_at": started.isoformat(),
+        "elapsed_s": elapsed,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadavg_end": os.getloadavg()},
+        "server": server,
+        "versions": _versions(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()
+                    if k not in ("server_url", "workdir")},
+        "summaries": summaries,
+        "raw": raws,
+    }
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print()
+    print(f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, PostgreSQL {server['server_version']}, "
+          f"{opts.jobs} jobs x {opts.runs} runs, {opts.latency_jobs} latency jobs, idle {opts.idle_s:g}s")
+    print(table(summaries))
+    for line in targets(summaries):
+        print(line)
+    print(f"results: {out}")
+    return 1 if any(s.get("error") for s in summaries) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

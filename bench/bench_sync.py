@@ -183,6 +183,6 @@ if __name__ == "__main__":
     parser.add_argument("--competitors", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 5, 10])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 5, 8, 10])
     parser.add_argument("--repeat", type=int, default=5)
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 
 import asyncpg
@@ -169,3 +170,41 @@ async def test_trigger_rejects_bad_input_with_a_clear_4xx_and_changes_nothing(
         assert wrong.status_code == 405
         assert (await client.get("/no/such/path")).status_code == 404
     assert await job_count(conn) == 0
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    keys = ["task_type", "payload", "dedupe_key", "limit", "ids", "sleep_s", "fail", "permanent", "x"]
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 1, 10**20, 3.5, -0.0, 1e308])
+    if kind == 3:
+        return rng.choice(["", "noop", "No Such", "x" * 300, "\u00e9\u0000", "00000000-0000-0000-0000-000000000000"])
+    if kind in (4, 5):
+        return rng.choice(["noop", "nope", "cleanup"])
+    if kind == 6:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(3))]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+async def test_no_random_body_ever_produces_a_500_and_rejected_bodies_change_nothing(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    rng = random.Random(20240601)
+    async with http_daemon(database_url, **POLL_ONLY, run_budget_s=0.2) as (_d, client):
+        for _ in range(60):
+            value = _random_json(rng)
+            raw = json.dumps(value).encode()
+            if rng.random() < 0.2:
+                raw = raw[: rng.randrange(len(raw) + 1)] + bytes([rng.randrange(256)])
+            before = await job_count(conn)
+            r = await client.post("/trigger", content=raw, headers=auth())
+            assert r.status_code in (202, 400, 413, 422), (raw, r.status_code, r.text)
+            assert "error" in r.json() or r.status_code == 202
+            if r.status_code != 202 or not r.json().get("created"):
+                assert await job_count(conn) == before, raw
+            r = await client.post("/api/jobs/run", content=raw, headers=auth())
+            assert r.status_code in (200, 400, 413, 422), (raw, r.status_code, r.text)

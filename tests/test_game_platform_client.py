@@ -204,3 +204,10 @@ async def test_the_platform_answers_429_when_its_limit_is_exceeded(platform: Pla
             await client.fetch_stats(player_id(i))
         with pytest.raises(PlatformUnavailable, match="429"):
             await client.fetch_stats(player_id(3))
+
+
+def test_simulate_platform_rejects_bad_options_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    assert main(["simulate-platform", "--error-rate", "2"]) == 2
+    assert "--error-rate must be 0..1" in capsys.readouterr().err

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator
@@ -313,7 +314,7 @@ def add_cli_parser(sub: Any) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """`worker simulate-platform`: serve until SIGINT/SIGTERM. Returns the exit code."""
     if not 0 <= args.error_rate <= 1 or args.players < 0 or args.latency_ms < 0 or not 0 <= args.port <= 65535:
-        print("worker: error: --error-rate must be 0..1; --players, --latency-ms, --port >= 0", flush=True)
+        print("worker: error: --error-rate must be 0..1; --players, --latency-ms, --port >= 0", file=sys.stderr)
         return 2
     sim = Simulator(
         seed=args.seed,

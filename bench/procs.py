@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import psutil
+try:
+    import psutil
+except ImportError:  # the `bench` extra is not installed: read /proc (Linux) instead
+    psutil = None
 
 from bench import latency
 from bench.systems import System, adapter
@@ -29,6 +33,35 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+class _ProcStat:
+    """The two psutil.Process calls the harness uses, from /proc."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_times(self) -> Any:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _Cpu(int(fields[11]) / self._TICK, int(fields[12]) / self._TICK)
+
+    def memory_info(self) -> Any:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return _Mem(int(line.split()[1]) * 1024)
+        return _Mem(0)
+
+
+class _Cpu:
+    def __init__(self, user: float, system: float) -> None:
+        self.user, self.system = user, system
+
+
+class _Mem:
+    def __init__(self, rss: int) -> None:
+        self.rss = rss
+
+
 class WorkerProcess:
     def __init__(self, system: System, dsn: str, workdir: Path, *, latency_mode: bool) -> None:
         self.system = system
@@ -44,7 +77,7 @@ class WorkerProcess:
         env[latency.ENV] = str(self.latency_file)
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.ps: psutil.Process | None = None
+        self.ps: Any = None
         self.peak_sampled = 0
 
     def argv(self) -> list[str]:
@@ -62,7 +95,7 @@ class WorkerProcess:
                 self.argv(), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 cwd=self.workdir,
             )
-        self.ps = psutil.Process(self.proc.pid)
+        self.ps = psutil.Process(self.proc.pid) if psutil is not None else _ProcStat(self.proc.pid)
         deadline = time.monotonic() + timeout_s
         while not self.ready_file.exists():
             self.check_alive()

@@ -1,0 +1,56 @@
+"""The benchmark harness runs end to end on tiny sizes, so that it cannot rot. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SERVER_URL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_compare_runs_worker_and_ceiling_and_prints_one_table(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_") and k != "DATABASE_URL"}
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "bench.compare", "--jobs", "200", "--runs", "1", "--latency-jobs", "10",
+            "--idle-s", "1", "--systems", "worker,ceiling", "--server-url", SERVER_URL,
+            "--results-dir", str(tmp_path),
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table] == ["system", "worker", "ceiling"]
+    assert "error" not in "\n".join(table)
+
+    [result_file] = tmp_path.glob("*.json")
+    result = json.loads(result_file.read_text())
+    by_system = {s["system"]: s for s in result["summaries"]}
+    assert set(by_system) == {"worker", "ceiling"}
+    for summary in by_system.values():
+        assert summary["succeeded_ok"] is True
+        assert summary["drain_median"] > 0
+        assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
+        assert summary["rss_peak_mib"] > 0
+    for raw in result["raw"]:
+        assert [run["succeeded"] for run in raw["drain"]] == [200]
+        assert len(raw["idle"]["latencies_s"]) == 10
+
+
+def test_bench_compare_rejects_an_unknown_system_with_exit_code_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--systems", "worker,nosuch", "--results-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "unknown system(s) nosuch" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

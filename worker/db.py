@@ -95,12 +95,23 @@ async def create_pool(
         statement_timeout_s=statement_timeout_s,
         app=app,
     )
+    async def _connect(*args: Any, **kw: Any) -> asyncpg.Connection:
+        # A pool opens connections lazily inside acquire(): a broken path must surface there as
+        # DatabaseUnavailable too (callers retry that), not as a raw OSError that crashes their loop.
+        with translate():
+            return await asyncpg.connect(*args, **kw)
+
+    async def _init(conn: asyncpg.Connection) -> None:
+        with translate():
+            await _init_connection(conn)
+
     with translate():
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            init=_init_connection,
+            connect=_connect,
+            init=_init,
             reset=_keep_session,
             max_inactive_connection_lifetime=300.0,
             **kwargs,

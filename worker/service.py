@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import asyncpg
 import structlog
+from starlette.routing import BaseRoute
 
 from worker import db, queue
 from worker.alerts import Alerts
@@ -54,7 +55,14 @@ def _add_http(daemon: Daemon, metrics: Metrics) -> None:
     from worker.http import HttpServer, create_app
 
     settings = daemon.settings
-    server = HttpServer(create_app(daemon, metrics=metrics), host=settings.http_host, port=settings.http_port)
+    extra: list[BaseRoute] = []
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token is not None else ""
+    if admin_token:  # the admin page exists only with a token; otherwise /admin is 404
+        from worker.http.admin import admin_mount
+
+        extra.append(admin_mount(daemon, admin_token))
+    app = create_app(daemon, metrics=metrics, extra_routes=extra)
+    server = HttpServer(app, host=settings.http_host, port=settings.http_port)
     daemon.resources["http_server"] = server
     daemon.add_loop("http", server.run)
     if not settings.runner_secrets():

@@ -338,18 +338,32 @@ class Daemon:
 
     # --- leases ---------------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
-        interval = self.settings.heartbeat_interval_s
+        # Renewal and self-fencing run apart: a renewal stuck on a black-holed connection (no error, no answer)
+        # must not hold up the fencing, which has to stop a job before its lease can run out elsewhere.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._fence_loop)
+            interval = self.settings.heartbeat_interval_s
+            while True:
+                await anyio.sleep(interval)
+                await self._heartbeat_once()
+
+    async def _fence_loop(self) -> None:
         while True:
-            await anyio.sleep(interval)
-            await self._heartbeat_once()
+            await anyio.sleep(self.settings.lease_s / 20)
+            self._fence(time.monotonic())
 
     async def _heartbeat_once(self) -> None:
         ids = list(self.running) + [i for i in self.unacked if i not in self.running]
         now = time.monotonic()
         if ids:
+            held: set[uuid.UUID] | None = None
             try:
-                async with self.pool.acquire() as conn:
-                    held = await queue.heartbeat(conn, self.worker_id, ids, self.settings.lease_s)
+                # Bounded: a connection that never answers is given up so the next renewal can get through.
+                with anyio.move_on_after(self.settings.heartbeat_interval_s):
+                    async with self.pool.acquire() as conn:
+                        held = await queue.heartbeat(conn, self.worker_id, ids, self.settings.lease_s)
+                if held is None:
+                    raise DatabaseUnavailable("database unavailable: the lease renewal got no answer in time")
             except DatabaseUnavailable as exc:
                 log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
             else:
@@ -361,6 +375,9 @@ class Daemon:
                         rj.last_lease_ok = now
                     else:
                         self._lose_lease(rj, "lease no longer held (cancelled or recovered)")
+        self._fence(time.monotonic())
+
+    def _fence(self, now: float) -> None:
         # Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
         # taken over elsewhere; stop it here so that two attempts never overlap.
         limit = self.settings.lease_s * 0.8

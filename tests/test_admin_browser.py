@@ -97,6 +97,7 @@ async def test_on_call_engineer_signs_in_finds_the_failure_and_fixes_it(
         await expect(page.locator("#runs tbody tr")).to_have_count(2)
         await expect(page.locator("#result-summary .result-errors")).to_contain_text("player not found")
         assert await page.evaluate("window.__no_reload") == "still here"
+        await page.screenshot(path=str(ARTIFACTS / "admin-job.png"), full_page=True)
         assert await status_of(conn, flaky) == "succeeded"
 
         # Pause noop: a new noop job stays pending while other task types still run.

@@ -57,6 +57,7 @@
   function setListener(listener) {
     const node = $("#listener");
     if (!node || !listener) return;
+    node.hidden = false;
     node.textContent = !listener.enabled ? "listener off (polling)" : listener.healthy ? "listener ok" : "listener DOWN";
     node.className = "badge " + (listener.healthy ? "ok" : "bad");
     node.title = listener.last_error || "";

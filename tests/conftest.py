@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import structlog
 
 from worker import db
 from worker.migrate import migrate
@@ -35,6 +36,13 @@ async def _admin(sql: str) -> None:
 
 def _run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """A test that configures logging (the CLI does) must not leak that configuration into the next test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

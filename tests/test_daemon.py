@@ -237,3 +237,26 @@ def test_run_with_invalid_settings_exits_2_before_connecting(
     assert main(["run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("worker: error: invalid setting") and "\n" not in err
+
+
+async def test_a_database_refusing_connections_is_waited_out_not_fatal(
+    database_url: str, conn: asyncpg.Connection, fresh_db_name: str
+) -> None:
+    settings = make_settings(database_url, poll_interval_s=0.3, recovery_interval_s=0.3)
+    async with running_daemon(settings, default_registry()) as daemon:
+        await wait_for(lambda: _true(daemon.listener is not None and daemon.listener.state.connected))
+        admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+        await admin.execute(f'ALTER DATABASE "{fresh_db_name}" ALLOW_CONNECTIONS false')
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await anyio.sleep(1.5)  # several polls and reconnect attempts, all refused
+            assert all(daemon.alive.values()), daemon.alive
+            assert not daemon.stop_event.is_set()
+            job_id = await conn.fetchval("INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id")
+        finally:
+            await admin.execute(f'ALTER DATABASE "{fresh_db_name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+        await wait_for(lambda: _is(conn, job_id, "succeeded"), timeout_s=15)

@@ -30,10 +30,22 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Refusals while connecting: the server is up but will not take this session now (database being restored or
+# renamed, connections disallowed, credentials mid-rotation). The daemon waits these out like an outage.
+_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidPasswordError,
+)
+
+
 def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.exceptions.InterfaceError) and "another operation is in progress" in str(exc):
         return False
-    return isinstance(exc, _CONNECTION_ERRORS)
+    if isinstance(exc, asyncpg.exceptions.ObjectNotInPrerequisiteStateError):
+        return "not currently accepting connections" in str(exc)
+    return isinstance(exc, _CONNECTION_ERRORS + _REFUSALS)
 
 
 @contextlib.contextmanager

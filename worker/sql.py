@@ -7,11 +7,11 @@ such line is that query. Queries are plain text with ``$n`` parameters: nothing 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = ["migration_files", "queries", "sql_root"]
 

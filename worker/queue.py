@@ -7,10 +7,11 @@ This module is the core: it imports nothing from the HTTP app, the CLI or the da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -158,6 +159,18 @@ def _check_payload(payload: Any) -> None:
         raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
 
 
+@contextlib.contextmanager
+def _refused_by_database() -> Iterator[None]:
+    """A job the table's constraints refuse (checks that Python cannot mirror exactly: jsonb's own text form of
+    numbers for the size cap, a NUL character jsonb cannot store) is bad input, not a server error."""
+    try:
+        yield
+    except asyncpg.CheckViolationError as exc:
+        raise InvalidInput(f"job refused by the database: {exc.constraint_name or 'a check constraint'}") from None
+    except (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError) as exc:
+        raise InvalidInput(f"job refused by the database: {exc.message}") from None
+
+
 def parse_job_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -167,7 +180,7 @@ def parse_job_id(value: str) -> uuid.UUID:
 
 async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
     job = job.checked()
-    with translate():
+    with translate(), _refused_by_database():
         row = await conn.fetchrow(
             _Q["enqueue"], job.task_type, job.payload, job.run_at, job.priority, job.max_attempts,
             job.dedupe_key,
@@ -188,7 +201,7 @@ async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID
     checked = [j.checked() for j in jobs]
     if not checked:
         return []
-    with translate():
+    with translate(), _refused_by_database():
         rows = await conn.fetch(
             _Q["enqueue_many"],
             [j.task_type for j in checked],

@@ -67,6 +67,7 @@ bodies = st.one_of(
               st.sampled_from(["noop", "cleanup", "game_platform_sync"]), json_values),
     st.just(b'{"task_type": "noop", "payload": {"fail": "' + b"x" * 70000 + b'"}}'),
     st.just(b'{"task_type": "noop", "payload": {"s": "\\u0000"}}'),
+    st.just(b'{"task_type": "noop", "payload": {"fail": "nul \\u0000 inside"}}'),
 )
 
 

@@ -26,7 +26,7 @@ __all__ = ["main"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"worker: error: {message}\n")
+        self.exit(2, f"worker: error: {_one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """Arguments are echoed in errors: escape line breaks and other control characters they may carry."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+
+
 def _fail(message: str, code: int) -> int:
-    print(f"worker: error: {message}", file=sys.stderr)
+    print(f"worker: error: {_one_line(message)}", file=sys.stderr)
     return code
 
 

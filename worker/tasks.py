@@ -60,7 +60,8 @@ class Task(Generic[P]):
 def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+        # Keys come from the caller: shown escaped when not printable, so the message stays on one line.
+        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err.get("loc", ())) or "payload"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
 

@@ -19,6 +19,8 @@ from tests.procs import WorkerProcess, worker_env
 
 __all__ = ["module_database"]
 
+pytestmark = pytest.mark.slow
+
 SECRET = "hostile-runner-secret-1d2e"
 ADMIN = "hostile-admin-token-77ab"
 header = printable.map(str.strip)  # what HTTP lets a client send: no surrounding blanks

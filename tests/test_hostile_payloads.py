@@ -148,4 +148,4 @@ class _Rollback(Exception):
 
 def test_run_at_without_a_time_zone_is_refused() -> None:
     with pytest.raises(InvalidInput):
-        queue.NewJob("noop", {}, run_at=datetime(2030, 1, 1)).checked()  # noqa: DTZ001
+        queue.NewJob("noop", {}, run_at=datetime(2030, 1, 1)).checked()

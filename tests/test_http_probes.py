@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import asyncpg
 import httpx
 
@@ -92,12 +90,7 @@ async def test_readyz_is_503_naming_the_database_when_it_refuses_connections(
     database_url: str, fresh_db_name: str
 ) -> None:
     async with http_daemon(database_url, **POLL_ONLY) as (daemon, client):
-        # Let the daemon's first claim at start finish: with POLL_ONLY it then stays idle, so only the probe
-        # meets the outage (a claim meeting it would stop the daemon: see the core's error translation).
-        async def first_claim_done() -> bool:
-            return math.isfinite(daemon._last_recovery)
-
-        await wait_for(first_claim_done)
+        assert daemon.started.is_set()
         admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
         try:
             await admin.execute(f'ALTER DATABASE "{fresh_db_name}" ALLOW_CONNECTIONS false')

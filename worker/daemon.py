@@ -1,13 +1,16 @@
-"""The daemon: fetch loop, bounded concurrency, heartbeats, lease recovery, buffered completions, graceful stop.
+"""The daemon: fetch loop, bounded concurrency, heartbeats, lease recovery, graceful stop.
 
-Loops are named and supervised in one anyio task group. A loop that dies unexpectedly stops the daemon with
-exit code 1 instead of leaving it half alive. Stopping is soft, then hard: stop claiming, give running jobs
-`shutdown_grace_s`, then cancel what is left and hand those jobs back to pending at once.
+The loops (listener, fetcher, heartbeat, completions flusher, and extras such as the HTTP port and the
+scheduler) are named and supervised in one anyio task group: a loop that dies unexpectedly stops the daemon
+with exit code 1 instead of leaving it half alive. Each job runs in an asyncio task of its own (the hot path:
+one cheap task per job, not a task group per job) that the daemon tracks, times out and cancels itself.
+Stopping is soft, then hard: stop claiming, give running jobs `shutdown_grace_s`, then cancel what is left and
+hand those jobs back to pending at once.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
 import random
 import signal
 import time
@@ -23,6 +26,7 @@ import structlog
 
 from worker import queue
 from worker.backoff import BackoffPolicy
+from worker.completions import Completions
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.listener import Listener
@@ -40,9 +44,10 @@ log = structlog.get_logger("worker.daemon")
 @dataclass(slots=True)
 class RunningJob:
     job: Job
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    task: asyncio.Task[None] | None = None
     last_lease_ok: float = field(default_factory=time.monotonic)
-    lease_lost: bool = False
+    stop_reason: str | None = None
+    """Why the daemon cancelled this job's task: 'lease' (lease lost) or 'shutdown'."""
 
 
 Loop = Callable[[], Awaitable[None]]
@@ -68,14 +73,14 @@ class Daemon:
         self.task_types = task_types if task_types is not None else registry.names()
         self.policy = BackoffPolicy(settings.backoff_base_s, settings.backoff_max_s, settings.backoff_jitter)
         self.stop_event = anyio.Event()
+        self.started = anyio.Event()
         self.wakeup = Wakeup()
         self.slot_freed = Wakeup()
-        self.flush_needed = Wakeup()
         self.running: dict[uuid.UUID, RunningJob] = {}
-        self.unacked: dict[uuid.UUID, Finished] = {}
+        self.completions = Completions(pool, self.worker_id, self.hooks, flush_ms=settings.completion_flush_ms)
+        self.completions.on_retry_scheduled = self.wakeup  # re-arm the fetcher's timer for our own retries
         self.to_release: list[tuple[uuid.UUID, int, datetime]] = []
         self.exit_code = 0
-        self.started = anyio.Event()
         self.alive: dict[str, bool] = {}
         self.extra_loops: dict[str, Loop] = {}
         self.listener: Listener | None = None
@@ -88,9 +93,9 @@ class Daemon:
                 connect_timeout_s=settings.db_connect_timeout_s,
                 on_reconnect=self.hooks.listener_reconnected,
             )
-        self._jobs_tg: anyio.abc.TaskGroup | None = None
-        self._last_recovery = -math.inf
-        self._retry_due: list[float] = []
+        self.last_recovery_monotonic: float | None = None
+        # Short jobs free their slots in bunches: a claim waits up to this long for half the slots to be free,
+        # so that one statement fills several (a round trip per job is what limits throughput).
         self._batch_min = max(1, settings.concurrency // 2)
         self._batch_wait_s = max(settings.completion_flush_ms, 1.0) / 1000
 
@@ -101,9 +106,10 @@ class Daemon:
             log.info("daemon.stopping", running=len(self.running), grace_s=self.settings.shutdown_grace_s)
         self.stop_event.set()
         self.wakeup.set()
+        self.slot_freed.set()
 
     def wake(self) -> None:
-        """Fetch now (the HTTP trigger, tests)."""
+        """Fetch now (the HTTP trigger, resume, tests)."""
         self.wakeup.set()
 
     def add_loop(self, name: str, loop: Loop) -> None:
@@ -122,19 +128,17 @@ class Daemon:
         )
         async with anyio.create_task_group() as services:
             if handle_signals:
-                services.start_soon(self._signals, services.cancel_scope, name="signals")
-            loops: dict[str, Loop] = {"heartbeat": self._heartbeat_loop, "flusher": self._flush_loop}
+                services.start_soon(self._signals, name="signals")
+            loops: dict[str, Loop] = {"heartbeat": self._heartbeat_loop, "flusher": self.completions.run}
             if self.listener is not None:
                 listener = self.listener
                 loops["listener"] = lambda: listener.run(self.stop_event)
             loops.update(self.extra_loops)
             for name, fn in loops.items():
                 services.start_soon(self._supervise, name, fn, name=name)
-            async with anyio.create_task_group() as jobs_tg:
-                self._jobs_tg = jobs_tg
-                self.started.set()
-                await self._supervise("fetcher", self._fetch_loop)
-                await self._drain()
+            self.started.set()
+            await self._supervise("fetcher", self._fetch_loop)
+            await self._drain()
             await self._finish_up()
             services.cancel_scope.cancel()
         log.info("daemon.stopped", exit_code=self.exit_code)
@@ -156,62 +160,73 @@ class Daemon:
             self.exit_code = 1
             self.stop()
 
-    async def _signals(self, hard: anyio.CancelScope) -> None:
+    async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 if not self.stop_event.is_set():
                     log.info("daemon.signal", signal=signal.Signals(signum).name)
                     self.stop()
-                else:
+                else:  # a second signal: hard stop now, jobs handed back
                     log.warning("daemon.signal_again", signal=signal.Signals(signum).name)
-                    for rj in self.running.values():
-                        rj.scope.cancel()
+                    self._cancel_all("shutdown")
 
     # --- fetching -------------------------------------------------------------------------------
-    def _poll_timeout_s(self) -> float:
-        return self.settings.poll_interval_s * (0.8 + 0.4 * random.random())
-
     async def _fetch_loop(self) -> None:
         failures = 0
+        timer_fired = True  # the first fetch also sweeps expired leases
         while not self.stop_event.is_set():
             free = self.settings.concurrency - len(self.running)
             if free <= 0:
                 self.slot_freed.clear()
                 if self.settings.concurrency - len(self.running) <= 0:
-                    await self.slot_freed.wait_or(self.stop_event)
+                    await self.slot_freed.wait()
                 continue
             if self.running and free < self._batch_min:
                 await self._gather_slots()
                 free = self.settings.concurrency - len(self.running)
             self.wakeup.clear()
             try:
-                jobs = await self._claim(free)
+                jobs = await self._claim(free, recover=timer_fired or self._recovery_due())
                 failures = 0
             except DatabaseUnavailable as exc:
                 failures += 1
-                delay = min(5.0, 0.1 * 2**min(failures, 6)) * (0.5 + random.random() / 2)
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
                 log.warning("fetch.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
-                await self.wakeup.wait_or(self.stop_event, timeout=delay)
+                await self.wakeup.wait(delay)
                 continue
             for job in jobs:
                 self._start(job)
-            if len(jobs) < free:
-                await self.wakeup.wait_or(self.stop_event, timeout=self._idle_timeout_s())
+            timer_fired = False
+            if len(jobs) < free:  # nothing more due now: sleep until NOTIFY, a timer, or stop
+                timer_fired = not await self.wakeup.wait(self._idle_timeout_s())
+
+    def _recovery_due(self) -> bool:
+        last = self.last_recovery_monotonic
+        return last is None or time.monotonic() - last >= self.settings.recovery_interval_s
+
+    def _idle_timeout_s(self) -> float:
+        """The jittered poll, or sooner when lease recovery or one of our own retries falls due. Whatever
+        fires, the next fetch is the one statement that also recovers leases (one query per wake-up)."""
+        timeout = self.settings.poll_interval_s * (0.8 + 0.4 * random.random())
+        if self.last_recovery_monotonic is not None:
+            due = self.last_recovery_monotonic + self.settings.recovery_interval_s - time.monotonic()
+            timeout = min(timeout, max(0.0, due))
+        retry_in = self.completions.next_retry_in_s()
+        if retry_in is not None:
+            timeout = min(timeout, retry_in)
+        return timeout
 
     async def _gather_slots(self) -> None:
-        """Short jobs free their slots in bunches: wait a moment for more, so one claim fills several slots
-        (a round trip per job is what limits throughput). Long jobs cost at most `claim_batch_wait` here."""
         deadline = time.monotonic() + self._batch_wait_s
         while self.settings.concurrency - len(self.running) < self._batch_min and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             self.slot_freed.clear()
-            await self.slot_freed.wait_or(self.stop_event, timeout=remaining)
+            await self.slot_freed.wait(remaining)
 
-    async def _claim(self, free: int) -> list[Job]:
-        """Claim up to `free` jobs in one statement; when lease recovery is due, the same statement does it."""
-        recover = time.monotonic() - self._last_recovery >= self.settings.recovery_interval_s
+    async def _claim(self, free: int, *, recover: bool) -> list[Job]:
+        """Claim up to `free` jobs in one statement; when `recover`, the same statement recovers leases."""
         async with self.pool.acquire() as conn:
             if not recover:
                 return await queue.claim(
@@ -222,7 +237,7 @@ class Daemon:
                 conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
                 lease_s=self.settings.lease_s,
             )
-        self._last_recovery = time.monotonic()
+        self.last_recovery_monotonic = time.monotonic()
         for row in recovered:
             log.warning(
                 "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"],
@@ -232,22 +247,8 @@ class Daemon:
             self.hooks.lease_recovered(row)
         return jobs
 
-    def _idle_timeout_s(self) -> float:
-        """The jittered poll, or sooner when one of our own retries falls due (no NOTIFY marks that)."""
-        timeout = min(
-            self._poll_timeout_s(),
-            max(0.0, self._last_recovery + self.settings.recovery_interval_s - time.monotonic()),
-        )
-        if self._retry_due:
-            now = time.monotonic()
-            self._retry_due = [t for t in self._retry_due if t > now - 1.0]
-            if self._retry_due:
-                timeout = min(timeout, max(0.0, min(self._retry_due) - now))
-                self._retry_due = [t for t in self._retry_due if t > now]
-        return timeout
-
+    # --- running --------------------------------------------------------------------------------
     def _start(self, job: Job) -> None:
-        assert self._jobs_tg is not None
         rj = RunningJob(job)
         self.running[job.id] = rj
         log.info(
@@ -255,86 +256,45 @@ class Daemon:
             worker_id=self.worker_id,
         )
         self.hooks.job_claimed(job)
-        self._jobs_tg.start_soon(self._run_job, rj, name=f"job {job.id}")
+        rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
 
     async def _run_job(self, rj: RunningJob) -> None:
         job = rj.job
+        finished: Finished | None = None
         try:
             task = self.registry.get(job.task_type)
             ctx = TaskContext(job=job, worker_id=self.worker_id, resources=self.resources)
-            finished: Finished | None = None
-            with rj.scope:
-                finished = await execute(
-                    task, job, ctx, timeout_s=self.settings.timeout_for(job.task_type, task.timeout_s),
-                    policy=self.policy,
-                )
-            if finished is not None and not rj.lease_lost:
-                self.unacked[job.id] = finished
-                self.flush_needed.set()
-            elif rj.lease_lost:
-                log.warning(
-                    "job.abandoned_lease_lost", job_id=str(job.id), task_type=job.task_type,
-                    attempt=job.attempt, worker_id=self.worker_id,
-                )
-            else:
-                self.to_release.append((job.id, job.attempt, job.started_at))
+            timeout_s = self.settings.timeout_for(job.task_type, task.timeout_s)
+            finished = await execute(task, job, ctx, timeout_s=timeout_s, policy=self.policy)
+        except asyncio.CancelledError:
+            if rj.stop_reason is None:  # not cancelled by us: the loop itself is going away
+                raise
+        except Exception as exc:  # a bug outside the handler: never lose the job, stop the daemon
+            log.error("daemon.job_runner_crashed", job_id=str(job.id), error=repr(exc), exc_info=True)
+            self.exit_code = 1
+            self.stop()
+            rj.stop_reason = "shutdown"
         finally:
             self.running.pop(job.id, None)
             self.slot_freed.set()
-
-    # --- completions ----------------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        failures = 0
-        while True:
-            await self.flush_needed.wait_or(None)
-            if self.settings.completion_flush_ms > 0:
-                await anyio.sleep(self.settings.completion_flush_ms / 1000)
-            self.flush_needed.clear()
-            if not await self._flush_once():
-                failures += 1
-                await anyio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
-                self.flush_needed.set()
-            else:
-                failures = 0
-
-    async def _flush_once(self) -> bool:
-        batch = list(self.unacked.values())
-        if not batch:
-            return True
-        try:
-            async with self.pool.acquire() as conn:
-                acked = await queue.finish(conn, self.worker_id, batch)
-        except DatabaseUnavailable as exc:
-            log.warning("flush.database_unavailable", error=str(exc), pending=len(batch))
-            return False
-        for f in batch:
-            self.unacked.pop(f.job_id, None)
-            if f.job_id in acked:
-                if f.retry_at is not None:
-                    delay = (f.retry_at - f.finished_at).total_seconds()
-                    self._retry_due.append(time.monotonic() + max(0.0, delay) + 0.005)
-                    self.wakeup.set()  # re-arm the fetcher's timer for this retry
-                self._log_finished(f)
-                self.hooks.job_finished(f)
-            else:
-                log.warning(
-                    "job.ack_rejected", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-                    worker_id=self.worker_id, reason="lease no longer held (recovered or cancelled)",
-                )
-        return True
-
-    def _log_finished(self, f: Finished) -> None:
-        common = {
-            "job_id": str(f.job_id), "task_type": f.task_type, "attempt": f.attempt,
-            "duration_ms": f.duration_ms, "worker_id": self.worker_id,
-        }
-        if f.outcome == "succeeded":
-            log.info("job.succeeded", **common)
-        elif f.outcome == "retry":
-            log.warning("job.failed", error=f.error, retry_at=f.retry_at.isoformat() if f.retry_at else None,
-                        **common)
+        if rj.stop_reason == "lease":
+            log.warning(
+                "job.abandoned_lease_lost", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
+                worker_id=self.worker_id,
+            )
+        elif rj.stop_reason == "shutdown" or finished is None:
+            self.to_release.append((job.id, job.attempt, job.started_at))
         else:
-            log.error("job.failed_permanently", error=f.error, **common)
+            self.completions.add(finished)
+
+    def _cancel(self, rj: RunningJob, reason: str) -> None:
+        if rj.stop_reason is None and rj.task is not None:
+            rj.stop_reason = reason
+            rj.task.cancel()
+
+    def _cancel_all(self, reason: str) -> None:
+        for rj in list(self.running.values()):
+            self._cancel(rj, reason)
 
     # --- leases ---------------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -342,9 +302,8 @@ class Daemon:
         # must not hold up the fencing, which has to stop a job before its lease can run out elsewhere.
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._fence_loop)
-            interval = self.settings.heartbeat_interval_s
             while True:
-                await anyio.sleep(interval)
+                await anyio.sleep(self.settings.heartbeat_interval_s)
                 await self._heartbeat_once()
 
     async def _fence_loop(self) -> None:
@@ -353,8 +312,8 @@ class Daemon:
             self._fence(time.monotonic())
 
     async def _heartbeat_once(self) -> None:
-        ids = list(self.running) + [i for i in self.unacked if i not in self.running]
-        now = time.monotonic()
+        ids = list(self.running) + [i for i in self.completions.pending if i not in self.running]
+        now = time.monotonic()  # taken before the renewal is sent: the lease runs at least this long from here
         if ids:
             held: set[uuid.UUID] | None = None
             try:
@@ -378,40 +337,42 @@ class Daemon:
         self._fence(time.monotonic())
 
     def _fence(self, now: float) -> None:
-        # Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
-        # taken over elsewhere; stop it here so that two attempts never overlap.
+        """Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
+        taken over elsewhere; stop it here so that two attempts never overlap."""
         limit = self.settings.lease_s * 0.8
         for rj in list(self.running.values()):
-            if not rj.lease_lost and now - rj.last_lease_ok > limit:
+            if rj.stop_reason is None and now - rj.last_lease_ok > limit:
                 self._lose_lease(rj, f"lease not renewed for {now - rj.last_lease_ok:.1f}s")
 
     def _lose_lease(self, rj: RunningJob, reason: str) -> None:
-        rj.lease_lost = True
-        rj.scope.cancel()
         log.warning(
             "job.lease_lost", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,
             worker_id=self.worker_id, reason=reason,
         )
+        self._cancel(rj, "lease")
 
     # --- stopping -------------------------------------------------------------------------------
     async def _drain(self) -> None:
-        if self.running:
-            with anyio.move_on_after(self.settings.shutdown_grace_s):
-                while self.running:
-                    self.slot_freed.clear()
-                    if self.running:
-                        await self.slot_freed.wait_or(None)
+        """Give running jobs the grace period, then cancel the rest; returns when every job task ended."""
+        with anyio.move_on_after(self.settings.shutdown_grace_s):
+            while self.running:
+                self.slot_freed.clear()
+                if self.running:
+                    await self.slot_freed.wait()
         for rj in list(self.running.values()):
             log.warning(
                 "job.interrupted", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,
                 worker_id=self.worker_id,
             )
-            rj.scope.cancel()
+        self._cancel_all("shutdown")
+        tasks = [rj.task for rj in self.running.values() if rj.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _finish_up(self) -> None:
         """Hand interrupted jobs back and write buffered completions, retrying for a short while."""
         with anyio.move_on_after(max(5.0, self.settings.db_connect_timeout_s * 2)):
-            while self.to_release or self.unacked:
+            while self.to_release or self.completions.pending:
                 try:
                     if self.to_release:
                         async with self.pool.acquire() as conn:
@@ -422,13 +383,13 @@ class Daemon:
                                 handed_back=job_id in released,
                             )
                         self.to_release = []
-                    if self.unacked and not await self._flush_once():
+                    if self.completions.pending and not await self.completions.flush():
                         await anyio.sleep(0.2)
                 except DatabaseUnavailable as exc:
                     log.warning("shutdown.database_unavailable", error=str(exc))
                     await anyio.sleep(0.2)
-        if self.to_release or self.unacked:
+        if self.to_release or self.completions.pending:
             log.error(
-                "shutdown.unrecorded", released_pending=len(self.to_release), unacked=len(self.unacked),
-                note="their leases expire and lease recovery puts them back",
+                "shutdown.unrecorded", released_pending=len(self.to_release),
+                unacked=len(self.completions.pending), note="their leases expire and lease recovery puts them back",
             )

@@ -7,12 +7,11 @@ lease) propagates to the caller, which decides what to record.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
 from typing import Any
-
-import anyio
 
 from worker.backoff import BackoffPolicy, next_retry_at
 from worker.errors import InvalidPayload, PermanentJobError
@@ -70,18 +69,21 @@ async def execute(
         payload = task.parse(job.payload)
     except InvalidPayload as exc:
         return failure(job, str(exc), started, policy, permanent=True)
-    result: Any = None
+    deadline = asyncio.timeout(timeout_s)
     try:
-        with anyio.move_on_after(timeout_s) as scope:
+        async with deadline:
             result = await task.handler(payload, ctx)
     except PermanentJobError as exc:
         return failure(job, _error_text(exc), started, policy, permanent=True)
+    except TimeoutError as exc:
+        if deadline.expired():
+            return failure(job, f"timed out after {timeout_s:g}s", started, policy, permanent=False)
+        return failure(job, _error_text(exc), started, policy, permanent=False)
     except Exception as exc:
         return failure(job, _error_text(exc), started, policy, permanent=False)
-    if scope.cancelled_caught:
-        return failure(job, f"timed out after {timeout_s:g}s", started, policy, permanent=False)
-    try:
-        json.dumps(result, allow_nan=False, default=None)
-    except (TypeError, ValueError) as exc:
-        return failure(job, f"result is not JSON-serialisable: {exc}", started, policy, permanent=True)
+    if result is not None:
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return failure(job, f"result is not JSON-serialisable: {exc}", started, policy, permanent=True)
     return success(job, result, started)

@@ -8,6 +8,7 @@ when `/metrics` is scraped: `await metrics.refresh(pool)` then `metrics.render()
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -57,6 +58,16 @@ class _QueueCollector(Collector):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _TaskMetrics:
+    claimed: Any
+    succeeded: Any
+    retried: Any
+    failed: Any
+    last_success: Any
+    duration_succeeded: Any
+
+
 class Metrics(Hooks):
     def __init__(self, task_types: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -88,6 +99,7 @@ class Metrics(Hooks):
         for task_type in self.task_types:
             for counter in (self.claimed, self.succeeded, self.failed, self.retried):
                 counter.labels(task_type)
+        self._by_type: dict[str, _TaskMetrics] = {}
         self.jobs_snapshot: dict[tuple[str, str], int] = {}
         self.oldest_due_age_s = 0.0
         self.database_up = False
@@ -95,18 +107,34 @@ class Metrics(Hooks):
 
     # --- hooks ----------------------------------------------------------------------------------
     def job_claimed(self, job: Job) -> None:
-        self.claimed.labels(job.task_type).inc()
+        self._children(job.task_type).claimed.inc()
 
     def job_finished(self, finished: Finished) -> None:
-        t = finished.task_type
-        self.duration.labels(t, finished.outcome).observe(finished.duration_ms / 1000)
+        c = self._children(finished.task_type)
         if finished.outcome == "succeeded":
-            self.succeeded.labels(t).inc()
-            self.last_success.labels(t).set(finished.finished_at.timestamp())
+            c.duration_succeeded.observe(finished.duration_ms / 1000)
+            c.succeeded.inc()
+            c.last_success.set(finished.finished_at.timestamp())
         elif finished.outcome == "retry":
-            self.retried.labels(t).inc()
+            self.duration.labels(finished.task_type, finished.outcome).observe(finished.duration_ms / 1000)
+            c.retried.inc()
         else:
-            self.failed.labels(t).inc()
+            self.duration.labels(finished.task_type, finished.outcome).observe(finished.duration_ms / 1000)
+            c.failed.inc()
+
+    def _children(self, task_type: str) -> _TaskMetrics:
+        """The labelled children of one task type, looked up once (labels() is costly per job)."""
+        c = self._by_type.get(task_type)
+        if c is None:
+            c = self._by_type[task_type] = _TaskMetrics(
+                claimed=self.claimed.labels(task_type),
+                succeeded=self.succeeded.labels(task_type),
+                retried=self.retried.labels(task_type),
+                failed=self.failed.labels(task_type),
+                last_success=self.last_success.labels(task_type),
+                duration_succeeded=self.duration.labels(task_type, "succeeded"),
+            )
+        return c
 
     def lease_recovered(self, row: Mapping[str, Any]) -> None:
         self.recovered.labels(str(row.get("task_type", ""))).inc()

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import orjson
 import structlog
 
 from worker.redaction import Redactor
@@ -14,6 +15,11 @@ from worker.redaction import Redactor
 __all__ = ["configure_logging", "install_redaction"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    """orjson for the JSON lines: every job writes two of them, so rendering is on the hot path."""
+    return orjson.dumps(obj, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class _StdoutLogger:
@@ -49,7 +55,9 @@ def configure_logging(
         structlog.processors.format_exc_info,
         *(extra_processors or []),
     ]
-    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer(serializer=_dumps)
+    )
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

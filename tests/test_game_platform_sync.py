@@ -217,7 +217,7 @@ async def _handler(platform: Platform, pool: asyncpg.Pool, payload: dict[str, An
     task = game_platform_sync_task()
     database_url = "postgresql://unused@127.0.0.1/unused"
     now = datetime.now(UTC)
-    job = Job(uuid.uuid4(), "game_platform_sync", payload, 1, 5, 0, now, now, now)
+    job = Job(uuid.uuid4(), "game_platform_sync", payload, 1, 5, 0, now)
     ctx = TaskContext(job=job, worker_id="t", resources={"pool": pool, "settings": platform.settings(database_url)})
     return await game_platform_sync(task.parse(payload), ctx)
 

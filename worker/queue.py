@@ -70,8 +70,6 @@ class Job:
     attempt: int
     max_attempts: int
     priority: int
-    run_at: datetime
-    created_at: datetime
     started_at: datetime
 
     @classmethod
@@ -83,8 +81,6 @@ class Job:
             attempt=row["attempts"],
             max_attempts=row["max_attempts"],
             priority=row["priority"],
-            run_at=row["run_at"],
-            created_at=row["created_at"],
             started_at=row["started_at"],
         )
 

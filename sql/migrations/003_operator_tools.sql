@@ -31,9 +31,8 @@ CREATE TABLE job_queue_schedule (
 
 COMMENT ON TABLE job_queue_schedule IS 'Recurring schedules: the latest slot each one enqueued.';
 
--- Cleanup walks finished jobs by age without scanning the live ones; listing pages by creation time.
-CREATE INDEX job_queue_finished_idx ON job_queue (finished_at)
-    WHERE status IN ('succeeded', 'failed', 'cancelled');
+-- Listing pages by creation time; cleanup and archive walk the same index from its old end (a job finished
+-- long ago was created long ago), so finishing a job maintains no index of its own for them.
 CREATE INDEX job_queue_created_idx ON job_queue (created_at DESC, id DESC);
 
 -- The archive: finished jobs moved out of job_queue with their attempt history. No trigger, no claim index.

@@ -87,6 +87,9 @@ runs AS (
            r.duration_ms
     FROM job_runs AS r JOIN chosen AS c ON c.id = r.job_id
     RETURNING id
+),
+ledger_gone AS (
+    DELETE FROM job_runs AS r USING chosen AS c WHERE r.job_id = c.id
 )
 DELETE FROM job_queue AS j
 USING chosen AS c
@@ -101,7 +104,7 @@ WHERE status IN ('succeeded', 'failed', 'cancelled')
   AND ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR task_type = $2)
   AND finished_at < $3
-ORDER BY finished_at
+ORDER BY created_at, id
 LIMIT $4;
 
 -- name: cleanup_batch
@@ -112,7 +115,7 @@ WITH doomed AS (
     WHERE status IN ('succeeded', 'failed', 'cancelled')
       AND finished_at < now() - make_interval(
             secs => CASE WHEN status = 'succeeded' THEN $1::float8 ELSE $2::float8 END)
-    ORDER BY finished_at
+    ORDER BY created_at, id  -- the old end of job_queue_created_idx
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ),

@@ -25,15 +25,17 @@ RETURNING id;
 
 -- name: claim
 -- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
--- Paused task types (job_queue_pause, '*' = all) are skipped. Both pause tests are evaluated once (InitPlans):
--- a global pause skips the scan altogether, and the array overlap keeps the plan on job_queue_claim_idx
--- (a correlated NOT EXISTS here turns into an anti join that sorts every due pending job).
+-- Paused task types (job_queue_pause, '*' = all) are skipped: the claimable types are computed once, as an
+-- InitPlan (the handled types minus the paused ones; none under a global pause), so each index entry the scan
+-- visits costs one array test, and the plan stays on job_queue_claim_idx (a correlated NOT EXISTS here turns
+-- into an anti join that sorts every due pending job).
 WITH picked AS (
     SELECT id
     FROM job_queue
-    WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
-      AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
-      AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
+    WHERE status = 'pending' AND run_at <= now()
+      AND task_type = ANY (ARRAY(
+            SELECT t FROM unnest($1::text[]) AS t
+            WHERE NOT EXISTS (SELECT 1 FROM job_queue_pause AS p WHERE p.task_type IN (t, '*'))))
       -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
       -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
       AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -50,8 +52,7 @@ SET status = 'running',
     updated_at = now()
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
-          j.started_at;
+RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.started_at;
 
 -- name: recover_and_claim
 -- The poll's one statement: recover expired leases (as recover_expired) and claim (as claim). Recovered jobs
@@ -89,9 +90,10 @@ ledger AS (
 picked AS (
     SELECT id
     FROM job_queue
-    WHERE status = 'pending' AND run_at <= now() AND task_type = ANY ($1::text[])
-      AND NOT EXISTS (SELECT 1 FROM job_queue_pause WHERE task_type = '*')
-      AND NOT (ARRAY[task_type] && ARRAY(SELECT task_type FROM job_queue_pause))
+    WHERE status = 'pending' AND run_at <= now()
+      AND task_type = ANY (ARRAY(
+            SELECT t FROM unnest($1::text[]) AS t
+            WHERE NOT EXISTS (SELECT 1 FROM job_queue_pause AS p WHERE p.task_type IN (t, '*'))))
       -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
       -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
       AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -109,14 +111,13 @@ claimed AS (
         updated_at = now()
     FROM picked
     WHERE j.id = picked.id
-    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
-              j.started_at
+    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.started_at
 )
-SELECT 'claimed' AS kind, c.id, c.task_type, c.payload, c.attempts, c.max_attempts, c.priority, c.run_at,
-       c.created_at, c.started_at, NULL::text AS status, NULL::text AS locked_by
+SELECT 'claimed' AS kind, c.id, c.task_type, c.payload, c.attempts, c.max_attempts, c.priority,
+       c.started_at, NULL::text AS status, NULL::text AS locked_by
 FROM claimed AS c
 UNION ALL
-SELECT 'recovered', r.id, r.task_type, NULL, r.attempts, NULL, NULL, NULL, NULL, NULL, r.status, r.locked_by
+SELECT 'recovered', r.id, r.task_type, NULL, r.attempts, NULL, NULL, NULL, r.status, r.locked_by
 FROM recovered AS r;
 
 -- name: claim_ids
@@ -135,8 +136,7 @@ SET status = 'running',
     updated_at = now()
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at,
-          j.started_at;
+RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.started_at;
 
 -- name: finish
 -- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by

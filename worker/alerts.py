@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import sentry_sdk
 import structlog
 
 from worker.hooks import Hooks
@@ -54,6 +53,8 @@ def init_sentry(settings: Settings) -> bool:
     """Initialise sentry-sdk when a DSN is configured. Returns whether events will be sent."""
     if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value():
         return False
+    import sentry_sdk  # only with a DSN: the SDK and its transports cost start-up time and memory
+
     redactor = Redactor(settings.secret_values())
 
     def _before_send(event: Any, _hint: Any) -> Any:
@@ -118,6 +119,8 @@ class Alerts(Hooks):
     ) -> None:
         if not self.enabled:
             return
+        import sentry_sdk  # loaded by init_sentry already when enabled
+
         cls = error_class(error)
         try:
             with sentry_sdk.new_scope() as scope:
@@ -137,4 +140,6 @@ class Alerts(Hooks):
 
     def flush(self, timeout_s: float = 2.0) -> None:
         if self.enabled:
+            import sentry_sdk
+
             sentry_sdk.flush(timeout=timeout_s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import anyio
 import asyncpg
 import structlog
-from starlette.routing import BaseRoute
 
 from worker import db, queue
 from worker.alerts import Alerts
@@ -52,6 +51,8 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
 
 
 def _add_http(daemon: Daemon, metrics: Metrics) -> None:
+    from starlette.routing import BaseRoute
+
     from worker.http import HttpServer, create_app
 
     settings = daemon.settings

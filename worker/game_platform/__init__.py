@@ -6,29 +6,31 @@ contract (docs/game-platform-api.md) and is used by the demo, the tests and the 
 
 from __future__ import annotations
 
-from worker.game_platform.client import GamePlatformClient
-from worker.game_platform.errors import (
-    GamePlatformError,
-    MalformedResponse,
-    PlatformAuthError,
-    PlatformRequestError,
-    PlatformUnavailable,
-    SyncFailed,
-)
-from worker.game_platform.sync import SyncCounters, sync_all_competitor_game_stats
-from worker.game_platform.task import TASK_TYPE, GamePlatformSyncPayload, game_platform_sync_task
+import importlib
+from typing import Any
 
-__all__ = [
-    "TASK_TYPE",
-    "GamePlatformClient",
-    "GamePlatformError",
-    "GamePlatformSyncPayload",
-    "MalformedResponse",
-    "PlatformAuthError",
-    "PlatformRequestError",
-    "PlatformUnavailable",
-    "SyncCounters",
-    "SyncFailed",
-    "game_platform_sync_task",
-    "sync_all_competitor_game_stats",
-]
+# Exported names -> the module that defines them. Loaded on first use, so that a worker whose registry merely
+# lists `game_platform_sync` does not import httpx and its transports until a sync actually runs.
+_EXPORTS = {
+    "GamePlatformClient": "client",
+    "GamePlatformError": "errors",
+    "MalformedResponse": "errors",
+    "PlatformAuthError": "errors",
+    "PlatformRequestError": "errors",
+    "PlatformUnavailable": "errors",
+    "SyncFailed": "errors",
+    "SyncCounters": "sync",
+    "sync_all_competitor_game_stats": "sync",
+    "TASK_TYPE": "task",
+    "GamePlatformSyncPayload": "task",
+    "game_platform_sync_task": "task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'worker.game_platform' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"worker.game_platform.{module}"), name)

@@ -21,8 +21,6 @@ from uuid import UUID
 import asyncpg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.game_platform.client import GamePlatformClient
-from worker.game_platform.sync import sync_all_competitor_game_stats
 from worker.settings import Settings
 from worker.tasks import Task, TaskContext
 
@@ -58,6 +56,10 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
     settings: Settings = ctx.resources["settings"]
     pool: asyncpg.Pool = ctx.resources["pool"]
     stale = timedelta(minutes=payload.stale_after_minutes) if payload.stale_after_minutes else None
+    # Imported here: httpx and the sync are loaded when a sync runs, not when the worker starts.
+    from worker.game_platform.client import GamePlatformClient
+    from worker.game_platform.sync import sync_all_competitor_game_stats
+
     async with GamePlatformClient.from_settings(settings) as client:
         return await sync_all_competitor_game_stats(
             pool,

@@ -38,10 +38,13 @@ async def _insert(conn: asyncpg.Connection, payload: dict[str, object], *, max_a
 async def test_a_job_of_a_worker_killed_mid_run_is_taken_over_after_its_lease_and_succeeds_once(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
-    with workers(lambda i: worker_env(database_url), 2, prefix="kill") as (first, second):
+    # The second worker starts only once the first one holds the job: otherwise it may claim it itself.
+    with workers(lambda i: worker_env(database_url), 1, prefix="kill") as procs:
+        first = procs[0]
         await first.wait_event("listener.listening")
         job_id = await _insert(conn, {"sleep_s": 2.5})
         await first.wait_event("job.claimed", job_id=str(job_id))
+        procs.append(second := WorkerProcess(worker_env(database_url), name="kill1"))  # cleaned up with procs
         await second.wait_event("listener.listening")
         first.kill9()
         await first.wait_exit()

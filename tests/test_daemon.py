@@ -260,3 +260,41 @@ async def test_a_database_refusing_connections_is_waited_out_not_fatal(
             await admin.execute(f'ALTER DATABASE "{fresh_db_name}" ALLOW_CONNECTIONS true')
             await admin.close()
         await wait_for(lambda: _is(conn, job_id, "succeeded"), timeout_s=15)
+
+
+async def _running_in_db(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status = 'running'"))
+
+
+async def test_short_jobs_are_claimed_one_batch_ahead_and_handed_back_unstarted_at_stop(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=60_000.0, shutdown_grace_s=0.5)
+    async with running_daemon(settings, default_registry()) as daemon:
+        quick = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(2)])  # durations become known
+        await wait_for(lambda: _all(conn, quick, "succeeded"))
+        slow = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(6)])
+        await wait_for(lambda: _true(len(daemon.running) == 2 and len(daemon.ready) == 2))
+        assert await _running_in_db(conn) == 4  # 2 running + 2 leased ahead, never more than twice the slots
+        await anyio.sleep(settings.heartbeat_interval_s * 2)  # the ones waiting keep their leases
+        assert await _running_in_db(conn) == 4
+    rows = await conn.fetch("SELECT status, attempts FROM job_queue WHERE id = ANY($1)", slow)
+    assert sorted((r["status"], r["attempts"]) for r in rows) == [("pending", 0)] * 6
+    outcomes = await conn.fetch("SELECT outcome FROM job_runs WHERE job_id = ANY($1)", slow)
+    assert [r["outcome"] for r in outcomes] == ["interrupted"] * 4
+
+
+async def test_long_jobs_are_not_claimed_ahead(database_url: str, conn: asyncpg.Connection) -> None:
+    settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=50.0)
+    async with running_daemon(settings, default_registry()) as daemon:
+        first = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 0.3}) for _ in range(2)])
+        await wait_for(lambda: _all(conn, first, "succeeded"))
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(6)])
+        await wait_for(lambda: _true(len(daemon.running) == 2))
+        await anyio.sleep(0.3)
+        assert await _running_in_db(conn) == 2 and not daemon.ready
+
+
+async def _all(conn: asyncpg.Connection, ids: list[Any], status: str) -> bool:
+    n = await conn.fetchval("SELECT count(*) FROM job_queue WHERE id = ANY($1) AND status = $2", ids, status)
+    return bool(n == len(ids))

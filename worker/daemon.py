@@ -11,6 +11,7 @@ hand those jobs back to pending at once.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import signal
 import time
@@ -77,6 +78,9 @@ class Daemon:
         self.wakeup = Wakeup()
         self.slot_freed = Wakeup()
         self.running: dict[uuid.UUID, RunningJob] = {}
+        self.ready: dict[uuid.UUID, RunningJob] = {}
+        """Claimed ahead (leased, heartbeated) and waiting for a slot; only while jobs are short."""
+        self._avg_job_ms = math.inf  # moving average of attempt durations; no claiming ahead until known
         self.completions = Completions(pool, self.worker_id, self.hooks, flush_ms=settings.completion_flush_ms)
         self.completions.on_retry_scheduled = self.wakeup  # re-arm the fetcher's timer for our own retries
         self.to_release: list[tuple[uuid.UUID, int, datetime]] = []
@@ -175,18 +179,18 @@ class Daemon:
         failures = 0
         timer_fired = True  # the first fetch also sweeps expired leases
         while not self.stop_event.is_set():
-            free = self.settings.concurrency - len(self.running)
-            if free <= 0:
+            room = self._room()
+            if room <= 0:
                 self.slot_freed.clear()
-                if self.settings.concurrency - len(self.running) <= 0:
+                if self._room() <= 0:
                     await self.slot_freed.wait()
                 continue
-            if self.running and free < self._batch_min:
+            if (self.running or self.ready) and room < self._batch_target():
                 await self._gather_slots()
-                free = self.settings.concurrency - len(self.running)
+                room = self._room()
             self.wakeup.clear()
             try:
-                jobs = await self._claim(free, recover=timer_fired or self._recovery_due())
+                jobs = await self._claim(room, recover=timer_fired or self._recovery_due())
                 failures = 0
             except DatabaseUnavailable as exc:
                 failures += 1
@@ -195,10 +199,29 @@ class Daemon:
                 await self.wakeup.wait(delay)
                 continue
             for job in jobs:
-                self._start(job)
+                self.ready[job.id] = RunningJob(job)
+            self._fill_slots()
             timer_fired = False
-            if len(jobs) < free:  # nothing more due now: sleep until NOTIFY, a timer, or stop
+            if len(jobs) < room:  # nothing more due now: sleep until NOTIFY, a timer, or stop
                 timer_fired = not await self.wakeup.wait(self._idle_timeout_s())
+
+    def _room(self) -> int:
+        """How many jobs one claim may take now: the free slots, plus one batch ahead while jobs are short
+        (the next claim's round trip then overlaps the running jobs instead of following them)."""
+        limit = self.settings.concurrency
+        if self._avg_job_ms < self.settings.claim_ahead_below_ms:
+            limit *= 2
+        return limit - len(self.running) - len(self.ready)
+
+    def _batch_target(self) -> int:
+        """Claim when this many jobs fit: half the slots, or a whole batch while claiming ahead."""
+        ahead = self._avg_job_ms < self.settings.claim_ahead_below_ms
+        return self.settings.concurrency if ahead else self._batch_min
+
+    def _fill_slots(self) -> None:
+        while self.ready and len(self.running) < self.settings.concurrency and not self.stop_event.is_set():
+            job_id = next(iter(self.ready))
+            self._start(self.ready.pop(job_id))
 
     def _recovery_due(self) -> bool:
         last = self.last_recovery_monotonic
@@ -218,7 +241,8 @@ class Daemon:
 
     async def _gather_slots(self) -> None:
         deadline = time.monotonic() + self._batch_wait_s
-        while self.settings.concurrency - len(self.running) < self._batch_min and not self.stop_event.is_set():
+        target = self._batch_target()
+        while self._room() < target and not self.stop_event.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -248,15 +272,15 @@ class Daemon:
         return jobs
 
     # --- running --------------------------------------------------------------------------------
-    def _start(self, job: Job) -> None:
-        rj = RunningJob(job)
+    def _start(self, rj: RunningJob) -> None:
+        job = rj.job
         self.running[job.id] = rj
+        rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
         log.info(
             "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
             worker_id=self.worker_id,
         )
         self.hooks.job_claimed(job)
-        rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
 
     async def _run_job(self, rj: RunningJob) -> None:
         job = rj.job
@@ -276,7 +300,11 @@ class Daemon:
             rj.stop_reason = "shutdown"
         finally:
             self.running.pop(job.id, None)
+            self._fill_slots()
             self.slot_freed.set()
+        if finished is not None:
+            ms = float(finished.duration_ms)
+            self._avg_job_ms = ms if math.isinf(self._avg_job_ms) else 0.8 * self._avg_job_ms + 0.2 * ms
         if rj.stop_reason == "lease":
             log.warning(
                 "job.abandoned_lease_lost", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
@@ -312,7 +340,7 @@ class Daemon:
             self._fence(time.monotonic())
 
     async def _heartbeat_once(self) -> None:
-        ids = list(self.running) + [i for i in self.completions.pending if i not in self.running]
+        ids = [*self.running, *self.ready, *(i for i in self.completions.pending if i not in self.running)]
         now = time.monotonic()  # taken before the renewal is sent: the lease runs at least this long from here
         if ids:
             held: set[uuid.UUID] | None = None
@@ -327,7 +355,7 @@ class Daemon:
                 log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
             else:
                 for job_id in ids:
-                    rj = self.running.get(job_id)
+                    rj = self.running.get(job_id) or self.ready.get(job_id)
                     if rj is None:
                         continue
                     if job_id in held:
@@ -340,7 +368,7 @@ class Daemon:
         """Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
         taken over elsewhere; stop it here so that two attempts never overlap."""
         limit = self.settings.lease_s * 0.8
-        for rj in list(self.running.values()):
+        for rj in [*self.running.values(), *self.ready.values()]:
             if rj.stop_reason is None and now - rj.last_lease_ok > limit:
                 self._lose_lease(rj, f"lease not renewed for {now - rj.last_lease_ok:.1f}s")
 
@@ -349,11 +377,17 @@ class Daemon:
             "job.lease_lost", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,
             worker_id=self.worker_id, reason=reason,
         )
+        if self.ready.pop(rj.job.id, None) is not None:  # not started: nothing to stop, just never start it
+            rj.stop_reason = "lease"
+            return
         self._cancel(rj, "lease")
 
     # --- stopping -------------------------------------------------------------------------------
     async def _drain(self) -> None:
         """Give running jobs the grace period, then cancel the rest; returns when every job task ended."""
+        for rj in self.ready.values():  # claimed ahead, never started: straight back to pending
+            self.to_release.append((rj.job.id, rj.job.attempt, rj.job.started_at))
+        self.ready.clear()
         with anyio.move_on_after(self.settings.shutdown_grace_s):
             while self.running:
                 self.slot_freed.clear()

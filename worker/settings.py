@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600, description="Time running jobs get on stop.")
     listen_probe_interval_s: float = Field(default=10.0, gt=0, le=3600, description="NOTIFY round-trip probe.")
     listen_probe_timeout_s: float = Field(default=5.0, gt=0, le=600, description="A probe slower than this fails.")
+    claim_ahead_below_ms: float = Field(
+        default=50.0, ge=0, le=60000,
+        description="While jobs take less than this on average, claim one batch ahead (0 = never).",
+    )
     completion_flush_ms: float = Field(
         default=2.0, ge=0, le=1000, description="How long finished jobs are buffered before one batch write."
     )

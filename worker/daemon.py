@@ -17,7 +17,6 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from worker.backoff import BackoffPolicy
 from worker.completions import Completions
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
+from worker.leases import LeaseKeeper, RunningJob
 from worker.listener import Listener
 from worker.queue import Finished, Job
 from worker.runner import execute
@@ -40,15 +40,6 @@ from worker.wakeup import Wakeup
 __all__ = ["Daemon", "RunningJob"]
 
 log = structlog.get_logger("worker.daemon")
-
-
-@dataclass(slots=True)
-class RunningJob:
-    job: Job
-    task: asyncio.Task[None] | None = None
-    last_lease_ok: float = field(default_factory=time.monotonic)
-    stop_reason: str | None = None
-    """Why the daemon cancelled this job's task: 'lease' (lease lost) or 'shutdown'."""
 
 
 Loop = Callable[[], Awaitable[None]]
@@ -84,6 +75,11 @@ class Daemon:
         self.completions = Completions(pool, self.worker_id, self.hooks, flush_ms=settings.completion_flush_ms)
         self.completions.on_retry_scheduled = self.wakeup  # re-arm the fetcher's timer for our own retries
         self.to_release: list[tuple[uuid.UUID, int, datetime]] = []
+        self.leases = LeaseKeeper(
+            pool, self.worker_id, lease_s=settings.lease_s, renew_every_s=settings.heartbeat_interval_s,
+            held=lambda: [*self.running.values(), *self.ready.values()],
+            also_renew=lambda: self.completions.pending, lose=self._lose_lease,
+        )
         self.exit_code = 0
         self.alive: dict[str, bool] = {}
         self.extra_loops: dict[str, Loop] = {}
@@ -133,7 +129,7 @@ class Daemon:
         async with anyio.create_task_group() as services:
             if handle_signals:
                 services.start_soon(self._signals, name="signals")
-            loops: dict[str, Loop] = {"heartbeat": self._heartbeat_loop, "flusher": self.completions.run}
+            loops: dict[str, Loop] = {"heartbeat": self.leases.run, "flusher": self.completions.run}
             if self.listener is not None:
                 listener = self.listener
                 loops["listener"] = lambda: listener.run(self.stop_event)
@@ -325,53 +321,6 @@ class Daemon:
             self._cancel(rj, reason)
 
     # --- leases ---------------------------------------------------------------------------------
-    async def _heartbeat_loop(self) -> None:
-        # Renewal and self-fencing run apart: a renewal stuck on a black-holed connection (no error, no answer)
-        # must not hold up the fencing, which has to stop a job before its lease can run out elsewhere.
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._fence_loop)
-            while True:
-                await anyio.sleep(self.settings.heartbeat_interval_s)
-                await self._heartbeat_once()
-
-    async def _fence_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.settings.lease_s / 20)
-            self._fence(time.monotonic())
-
-    async def _heartbeat_once(self) -> None:
-        ids = [*self.running, *self.ready, *(i for i in self.completions.pending if i not in self.running)]
-        now = time.monotonic()  # taken before the renewal is sent: the lease runs at least this long from here
-        if ids:
-            held: set[uuid.UUID] | None = None
-            try:
-                # Bounded: a connection that never answers is given up so the next renewal can get through.
-                with anyio.move_on_after(self.settings.heartbeat_interval_s):
-                    async with self.pool.acquire() as conn:
-                        held = await queue.heartbeat(conn, self.worker_id, ids, self.settings.lease_s)
-                if held is None:
-                    raise DatabaseUnavailable("database unavailable: the lease renewal got no answer in time")
-            except DatabaseUnavailable as exc:
-                log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
-            else:
-                for job_id in ids:
-                    rj = self.running.get(job_id) or self.ready.get(job_id)
-                    if rj is None:
-                        continue
-                    if job_id in held:
-                        rj.last_lease_ok = now
-                    else:
-                        self._lose_lease(rj, "lease no longer held (cancelled or recovered)")
-        self._fence(time.monotonic())
-
-    def _fence(self, now: float) -> None:
-        """Self-fencing: a job whose lease could not be renewed for most of a lease period may already be
-        taken over elsewhere; stop it here so that two attempts never overlap."""
-        limit = self.settings.lease_s * 0.8
-        for rj in [*self.running.values(), *self.ready.values()]:
-            if rj.stop_reason is None and now - rj.last_lease_ok > limit:
-                self._lose_lease(rj, f"lease not renewed for {now - rj.last_lease_ok:.1f}s")
-
     def _lose_lease(self, rj: RunningJob, reason: str) -> None:
         log.warning(
             "job.lease_lost", job_id=str(rj.job.id), task_type=rj.job.task_type, attempt=rj.job.attempt,

@@ -280,11 +280,13 @@ async def heartbeat(
     return {r["id"] for r in rows}
 
 
-async def recover_expired(conn: Executor, limit: int = 500) -> list[Mapping[str, Any]]:
-    """Jobs whose lease expired: back to pending (or failed when out of attempts). Returns what moved."""
-    with translate():
-        rows = await conn.fetch(_Q["recover_expired"], limit)
-    return [dict(r) for r in rows]
+async def recover_expired(conn: Executor, limit: int = 500) -> list[dict[str, Any]]:
+    """Jobs whose lease expired: back to pending (or failed when out of attempts), each abandoned attempt in
+    the ledger. Returns what moved. (The poll's recover-and-claim statement, claiming nothing.)"""
+    _, recovered = await recover_and_claim(
+        conn, worker_id="", task_types=[], limit=0, lease_s=1.0, recover_limit=limit
+    )
+    return recovered
 
 
 async def release(

@@ -177,39 +177,6 @@ SET locked_until = now() + make_interval(secs => $3)
 WHERE id = ANY ($1::uuid[]) AND locked_by = $2  -- set only while running (job_queue_lease_check)
 RETURNING id;
 
--- name: recover_expired
--- Jobs whose lease expired (their worker died): back to pending, or failed when attempts are used up. Each
--- abandoned attempt is written to the ledger.
-WITH expired AS (
-    SELECT id, locked_by, started_at, locked_until
-    FROM job_queue
-    WHERE status = 'running' AND locked_until < now()
-    ORDER BY locked_until
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-),
-upd AS (
-    UPDATE job_queue AS j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
-        last_error = 'lease expired: worker ' || e.locked_by || ' stopped heartbeating during attempt '
-                     || j.attempts,
-        run_at = now(),
-        locked_by = NULL,
-        locked_until = NULL,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-        updated_at = now()
-    FROM expired AS e
-    WHERE j.id = e.id
-    RETURNING j.id, j.task_type, j.status, j.attempts, j.last_error, e.locked_by, e.started_at
-),
-ledger AS (
-    INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-    SELECT u.id, u.attempts, u.locked_by, coalesce(u.started_at, now()), now(), 'abandoned', u.last_error,
-           greatest(0, (extract(epoch FROM now() - coalesce(u.started_at, now())) * 1000)::int)
-    FROM upd AS u
-)
-SELECT id, task_type, status, attempts, locked_by FROM upd;
-
 -- name: release
 -- Hand jobs back at shutdown: pending at once, the interrupted attempt not counted against max_attempts.
 -- $1 worker id, $2 ids, $3 attempts, $4 started, $5 reason.

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from worker import operator, queue
-from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound, JobStateConflict
+from worker.errors import InvalidInput, JobStateConflict
 from worker.http.admin_auth import AdminAuth, Principal
 from worker.http.admin_data import (
     FILTER_KEYS,
@@ -33,7 +33,7 @@ from worker.http.admin_data import (
     parse_limit,
     select_ids,
 )
-from worker.http.app import HttpProblem, read_json_object
+from worker.http.app import HttpProblem, describe_failure, read_json_object
 from worker.http.runjobs import run_jobs
 
 if TYPE_CHECKING:
@@ -84,21 +84,8 @@ def api_endpoint(ctx: AdminContext, fn: Handler, *, mutates: bool) -> Callable[[
                 return _error(403, problem)
         try:
             return await fn(request, principal)
-        except HttpProblem as exc:
-            return _error(exc.status, exc.message, exc.headers)
-        except JobNotFound as exc:
-            return _error(404, str(exc))
-        except JobStateConflict as exc:
-            return _error(409, str(exc))
-        except InvalidInput as exc:
-            return _error(422, str(exc))
-        except DatabaseUnavailable as exc:
-            log.warning("admin.database_unavailable", path=request.url.path, error=str(exc))
-            return _error(503, "database unavailable")
         except Exception as exc:
-            log.error("admin.internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}",
-                      exc_info=True)
-            return _error(500, "internal error")
+            return _error(*describe_failure(exc, request, "admin"))
 
     return endpoint
 

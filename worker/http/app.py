@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from worker import queue
-from worker.errors import DatabaseUnavailable, InvalidInput
+from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound, JobStateConflict
 from worker.http.runjobs import run_jobs
 from worker.metrics import CONTENT_TYPE, Metrics
 from worker.migrate import schema_status
@@ -73,23 +73,32 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def describe_failure(exc: Exception, request: Request, area: str) -> tuple[int, str, dict[str, str] | None]:
+    """The one mapping of failures to answers, for every route of the port (the admin API included): bad input
+    4xx (unknown job 404, a state that forbids the action 409), database down 503, a bug 500 (logged)."""
+    if isinstance(exc, HttpProblem):
+        return exc.status, exc.message, exc.headers
+    if isinstance(exc, JobNotFound):
+        return 404, str(exc), None
+    if isinstance(exc, JobStateConflict):
+        return 409, str(exc), None
+    if isinstance(exc, InvalidInput):
+        return 422, str(exc), None
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning(f"{area}.database_unavailable", path=request.url.path, error=str(exc))
+        return 503, "database unavailable", None
+    log.error(f"{area}.internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    return 500, "internal error", None
+
+
 def _guarded(fn: Endpoint) -> Endpoint:
-    """Turn every failure into a JSON answer: bad input 4xx, database down 503, a bug 500 (logged)."""
+    """Turn every failure into a JSON answer (see describe_failure)."""
 
     async def endpoint(request: Request) -> Response:
         try:
             return await fn(request)
-        except HttpProblem as exc:
-            return _error(exc.status, exc.message, exc.headers)
-        except InvalidInput as exc:
-            return _error(422, str(exc))
-        except DatabaseUnavailable as exc:
-            log.warning("http.database_unavailable", path=request.url.path, error=str(exc))
-            return _error(503, "database unavailable")
         except Exception as exc:
-            log.error("http.internal_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}",
-                      exc_info=True)
-            return _error(500, "internal error")
+            return _error(*describe_failure(exc, request, "http"))
 
     return endpoint
 

@@ -10,9 +10,8 @@ from typing import Any
 import anyio
 import asyncpg
 
-from worker import db
 from worker.daemon import Daemon
-from worker.service import build_daemon
+from worker.service import build_daemon, create_work_pool
 from worker.settings import Settings
 from worker.tasks import Registry
 
@@ -46,7 +45,7 @@ async def running_daemon(
     """A daemon running in this event loop; stopped (softly) and awaited on exit."""
     own_pool = pool is None
     if pool is None:
-        pool = await db.create_pool(settings.dsn, max_size=settings.db_pool_size)
+        pool = await create_work_pool(settings)
     daemon = build_daemon(settings, registry, pool)
     result: dict[str, int] = {}
     try:

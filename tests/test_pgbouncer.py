@@ -28,6 +28,7 @@ from worker.builtin import default_registry
 from worker.daemon import Daemon
 from worker.pgcluster import free_port
 from worker.queue import NewJob
+from worker.service import create_work_pool
 from worker.settings import Settings
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -84,13 +85,7 @@ def _pooled(database_url: str, port: int) -> str:
 @contextlib.asynccontextmanager
 async def _daemon_as_served(settings: Settings) -> AsyncIterator[Daemon]:
     """The daemon with the work pool `worker run` builds from these settings."""
-    pool = await db.create_pool(
-        settings.dsn,
-        max_size=settings.db_pool_size,
-        statement_cache=settings.statement_cache,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_s=settings.db_statement_timeout_s,
-    )
+    pool = await create_work_pool(settings)
     try:
         async with running_daemon(settings, default_registry(settings), pool=pool) as daemon:
             yield daemon

@@ -18,7 +18,7 @@ from worker.observability import install_redaction
 from worker.settings import Settings
 from worker.tasks import Registry
 
-__all__ = ["build_daemon", "serve"]
+__all__ = ["build_daemon", "create_work_pool", "serve"]
 
 log = structlog.get_logger("worker.service")
 
@@ -73,6 +73,17 @@ def _add_http(daemon: Daemon, metrics: Metrics) -> None:
         )
 
 
+async def create_work_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool `worker run` works with (and hands to handlers), as the settings describe it."""
+    return await db.create_pool(
+        settings.dsn,
+        max_size=settings.db_pool_size,
+        statement_cache=settings.statement_cache,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+    )
+
+
 def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> Daemon:
     """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops."""
     resources = {"pool": pool, "settings": settings}
@@ -96,13 +107,7 @@ async def serve(
     install_redaction(settings.secret_values())
     await _ensure_schema(settings, apply=migrate_first)
     registry = registry or default_registry(settings)
-    pool = await db.create_pool(
-        settings.dsn,
-        max_size=settings.db_pool_size,
-        statement_cache=settings.statement_cache,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_s=settings.db_statement_timeout_s,
-    )
+    pool = await create_work_pool(settings)
     try:
         daemon = build_daemon(settings, registry, pool)
         code = await daemon.run(handle_signals=handle_signals)

@@ -46,13 +46,7 @@ def _parse_run_at(text: str | None) -> datetime | None:
         return datetime.now(UTC) + operator.parse_duration(text)
     except InvalidInput:
         pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"--run-at: not a time or duration: {text!r} (e.g. 10m or 2030-01-01T00:00Z)") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"--run-at needs a time zone: {text!r}")
-    return moment
+    return operator.parse_moment(text, example="10m or 2030-01-01T00:00Z", what="--run-at")
 
 
 def _conn(settings: Settings) -> Any:

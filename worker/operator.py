@@ -32,6 +32,7 @@ __all__ = [
     "cleanup",
     "list_jobs",
     "parse_duration",
+    "parse_moment",
     "parse_since",
     "pause",
     "paused",
@@ -68,12 +69,18 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """A duration ago ('1h') or an ISO 8601 time with a zone ('2024-05-01T00:00:00+00:00')."""
     if _DURATION.match(text or ""):
         return (now or datetime.now(UTC)) - parse_duration(text)
+    return parse_moment(text, example="1h or 2024-05-01T00:00:00Z")
+
+
+def parse_moment(text: str, *, example: str, what: str = "") -> datetime:
+    """An ISO 8601 time that carries its zone; `what` names the option in the error."""
+    prefix = f"{what}: " if what else ""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"not a time or duration: {text!r} (e.g. 1h or 2024-05-01T00:00:00Z)") from None
+        raise InvalidInput(f"{prefix}not a time or duration: {text!r} (e.g. {example})") from None
     if moment.tzinfo is None:
-        raise InvalidInput(f"time needs a zone: {text!r} (e.g. 2024-05-01T00:00:00Z)")
+        raise InvalidInput(f"{prefix}time needs a zone: {text!r} (e.g. 2024-05-01T00:00:00Z)")
     return moment
 
 

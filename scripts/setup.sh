@@ -22,4 +22,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev,demo]'

@@ -1,4 +1,5 @@
-"""A private, throwaway PostgreSQL cluster from the system's binaries (for the demo and for tests).
+"""A private, throwaway PostgreSQL cluster from the system's binaries, or from the binaries of the optional
+`pgserver` package (`pip install 'worker[demo]'`) where none are installed (for the demo and for tests).
 
 `initdb` into a temporary directory, start on a free loopback port with trust authentication, stop and delete
 everything on exit. As root the server runs as the unprivileged `postgres` user (through `runuser`), because
@@ -8,6 +9,7 @@ PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -18,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Cluster", "ClusterError", "find_bindir", "free_port", "throwaway_cluster"]
+__all__ = ["Cluster", "ClusterError", "find_bindir", "free_port", "packaged_bindir", "throwaway_cluster"]
 
 _BINDIR_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/bin")
 
@@ -28,7 +30,8 @@ class ClusterError(RuntimeError):
 
 
 def find_bindir() -> Path | None:
-    """The newest directory holding initdb and pg_ctl (PATH first, then the usual install places)."""
+    """The newest directory holding initdb and pg_ctl (PATH first, then the usual install places, then the
+    optional `pgserver` package's own build)."""
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
         return Path(found).resolve().parent
@@ -38,13 +41,23 @@ def find_bindir() -> Path | None:
         candidates.extend(root.glob(pattern.lstrip("/")))
     usable = [c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()]
     if not usable:
-        return None
+        return packaged_bindir()
 
     def version(path: Path) -> tuple[int, ...]:
         digits = "".join(ch if ch.isdigit() else " " for ch in str(path)).split()
         return tuple(int(d) for d in digits)
 
     return max(usable, key=version)
+
+
+def packaged_bindir() -> Path | None:
+    """The PostgreSQL binaries shipped inside the `pgserver` wheel (the `demo` extra), found without importing
+    it; None when it is not installed."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        return None
+    bindir = Path(spec.origin).parent / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() else None
 
 
 def free_port() -> int:
@@ -141,17 +154,32 @@ def _server_user() -> str | None:
 
 @contextlib.contextmanager
 def throwaway_cluster(
-    settings: Mapping[str, str] | None = None, *, port: int | None = None, keep: bool = False
+    settings: Mapping[str, str] | None = None, *, port: int | None = None, keep: bool = False,
+    bindir: Path | None = None,
 ) -> Iterator[Cluster]:
-    """A started cluster; stopped and deleted on exit (unless `keep`)."""
-    bindir = find_bindir()
+    """A started cluster; stopped and deleted on exit (unless `keep`). `bindir`: these binaries, not the
+    ones find_bindir() chooses."""
+    bindir = bindir or find_bindir()
     if bindir is None:
-        raise ClusterError("no PostgreSQL server binaries found (install them: apt-get install postgresql)")
+        raise ClusterError(
+            "no PostgreSQL server binaries found (install them: apt-get install postgresql, "
+            "or pip install 'worker[demo]' for a packaged build)"
+        )
     run_as = _server_user()
     root = Path(tempfile.mkdtemp(prefix="worker-pg-"))
     if run_as is not None:
         entry = pwd.getpwnam(run_as)
         os.chown(root, entry.pw_uid, entry.pw_gid)
+        if bindir == packaged_bindir():
+            # The packaged build lives inside a virtualenv the server's unprivileged user may not be allowed
+            # to enter (/root is private): give the server its own copy, removed with the cluster.
+            # Same layout as in site-packages: the binaries find their libraries at $ORIGIN/../../../pgserver.libs.
+            package = bindir.parent.parent
+            shutil.copytree(package / "pginstall", root / "pkg" / "pgserver" / "pginstall", symlinks=True)
+            libs = package.parent / "pgserver.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, root / "pkg" / "pgserver.libs", symlinks=True)
+            bindir = root / "pkg" / "pgserver" / "pginstall" / "bin"
     cluster = Cluster(bindir=bindir, root=root, port=port or free_port(), run_as=run_as,
                       settings=dict(settings or {}))
     try:

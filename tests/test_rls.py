@@ -41,9 +41,8 @@ async def test_a_role_without_rights_reads_nothing_and_writes_nothing(seeded: as
         assert await seeded.execute("DELETE FROM job_queue") == "DELETE 0"
     finally:
         await seeded.execute("RESET ROLE")
+        await _drop_role(seeded, role)  # roles are cluster-wide: never leave one behind, even on failure
     assert await seeded.fetchval("SELECT count(*) FROM job_queue WHERE status = 'pending'") == 1
-    await seeded.execute(f"REVOKE ALL ON job_queue, job_runs FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}")
-    await seeded.execute(f"DROP ROLE {role}")
 
 
 async def test_service_role_reads_and_writes(seeded: asyncpg.Connection) -> None:
@@ -66,7 +65,10 @@ async def test_an_admin_session_reads_and_writes(seeded: asyncpg.Connection) -> 
         await seeded.execute("INSERT INTO job_queue (task_type) VALUES ('noop')")
     finally:
         await seeded.execute("RESET ROLE")
+        await _drop_role(seeded, role)
     assert await seeded.fetchval("SELECT count(*) FROM job_queue") == 2
-    await seeded.execute(f"REVOKE job_queue_admin FROM {role}")
-    await seeded.execute(f"REVOKE ALL ON job_queue, job_runs FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}")
-    await seeded.execute(f"DROP ROLE {role}")
+
+
+async def _drop_role(conn: asyncpg.Connection, role: str) -> None:
+    await conn.execute(f"DROP OWNED BY {role}")  # its grants in this database
+    await conn.execute(f"DROP ROLE {role}")

@@ -76,9 +76,8 @@ async def test_a_role_that_is_neither_service_role_nor_admin_can_touch_no_row_of
         assert await queue.claim(seeded, worker_id="evil", task_types=["noop"], limit=10, lease_s=30) == []
     finally:
         await seeded.execute("RESET ROLE")
+        await seeded.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")  # cluster-wide: never left behind
     assert {t: await seeded.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES} == before
-    await seeded.execute(f"REVOKE ALL ON {', '.join(TABLES)} FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}")
-    await seeded.execute(f"DROP ROLE {role}")
 
 
 def _column(table: str) -> str:

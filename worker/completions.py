@@ -37,6 +37,7 @@ class Completions:
         self.retry_due: list[float] = []
         """Monotonic times at which retries this worker scheduled fall due (no NOTIFY marks those)."""
         self.on_retry_scheduled: Wakeup | None = None
+        self._flushing = anyio.Lock()
 
     def add(self, finished: Finished) -> None:
         self.pending[finished.job_id] = finished
@@ -58,7 +59,14 @@ class Completions:
             self.needed.set()
 
     async def flush(self) -> bool:
-        """Write everything buffered in one statement. False when the database could not be reached."""
+        """Write everything buffered in one statement. False when the database could not be reached.
+
+        One flush at a time: the flush loop and the daemon's last flush at shutdown may both call this, and
+        two writers of one batch would record it twice."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         batch = list(self.pending.values())
         if not batch:
             return True

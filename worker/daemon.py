@@ -94,8 +94,9 @@ class Daemon:
                 on_reconnect=self.hooks.listener_reconnected,
             )
         self.last_recovery_monotonic: float | None = None
-        # Short jobs free their slots in bunches: a claim waits up to this long for half the slots to be free,
-        # so that one statement fills several (a round trip per job is what limits throughput).
+        # Short jobs free their slots in bunches: a claim waits up to this long for half the slots to be free (a
+        # whole batch while claiming ahead), so that one statement fills several (a round trip per job is what
+        # limits throughput).
         self._batch_min = max(1, settings.concurrency // 2)
         self._batch_wait_s = max(settings.completion_flush_ms, 1.0) / 1000
 

@@ -262,6 +262,3 @@ FROM pg_stat_user_tables WHERE relid = 'job_queue'::regclass;
 -- name: analyze
 -- Without statistics the planner sorts every due job for each claim instead of walking job_queue_claim_idx.
 ANALYZE job_queue;
-
--- name: counts_by_status
-SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, status ORDER BY task_type, status;

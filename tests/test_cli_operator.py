@@ -306,3 +306,12 @@ def test_every_command_in_the_playbook_parses() -> None:
         build_parser().parse_args(argv)  # a usage error raises SystemExit and fails the test
         seen += 1
     assert seen >= 20
+
+
+def test_an_error_never_echoes_a_configured_secret(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "adm1n-t0ken-do-not-print"
+    monkeypatch.setenv("WORKER_ADMIN_TOKEN", secret)
+    code, out, err = cli("jobs", "show", secret)  # a secret pasted where an id belongs
+    assert code == 2
+    assert "not a job id" in err and "[REDACTED]" in err
+    assert secret not in out + err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
@@ -19,6 +20,7 @@ from worker.errors import (
 )
 from worker.migrate import migrate, schema_status
 from worker.observability import configure_logging
+from worker.redaction import Redactor
 from worker.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -91,27 +93,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     # Operator commands keep stdout for their output: only warnings and errors are logged.
     level = settings.log_level if handler is None or settings.log_level == "error" else "warning"
-    configure_logging(level, settings.log_format)
+    configure_logging(level, settings.log_format, secrets=settings.secret_values())
+    redactor = Redactor(settings.secret_values())
     try:
-        if handler is not None:
-            code: int = anyio.run(handler, settings, args)
-            return code
-        if args.command == "migrate":
-            return anyio.run(_migrate, settings, args.status)
-        if args.command == "run":
-            from worker.service import serve
-
-            return anyio.run(lambda: serve(settings, migrate_first=args.migrate))
-    except DatabaseUnavailable as exc:
-        return _fail(str(exc), 1)
+        return _dispatch(args, settings, handler)
+    except DatabaseUnavailable as exc:  # the driver's text may carry a URL: no secret leaves in an error
+        return _fail(redactor.redact_text(str(exc)), 1)
     except (JobNotFound, JobStateConflict) as exc:
-        return _fail(str(exc), 1)
+        return _fail(redactor.redact_text(str(exc)), 1)
     except InvalidInput as exc:  # malformed argument: bad id, JSON, duration, unknown task type
-        return _fail(str(exc), 2)
+        return _fail(redactor.redact_text(str(exc)), 2)
     except WorkerError as exc:
-        return _fail(str(exc), 1)
+        return _fail(redactor.redact_text(str(exc)), 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, handler: Any) -> int:
+    if handler is not None:
+        code: int = anyio.run(handler, settings, args)
+        return code
+    if args.command == "migrate":
+        return anyio.run(_migrate, settings, args.status)
+    if args.command == "run":
+        from worker.service import serve
+
+        return anyio.run(lambda: serve(settings, migrate_first=args.migrate))
     return _fail(f"unknown command {args.command}", 2)
 
 

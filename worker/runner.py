@@ -60,6 +60,22 @@ def failure(
     )
 
 
+class _Deadline:
+    """What `asyncio.timeout` does for one handler call, with one timer handle and no context manager (it runs
+    for every job, and the general form cost twice as much): at the deadline, cancel the task and remember
+    why, so that the cancellation is told apart from one that came from outside (shutdown, lost lease)."""
+
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired = False
+
+    def fire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+
 async def execute(
     task: Task[Any], job: Job, ctx: TaskContext, *, timeout_s: float, policy: BackoffPolicy
 ) -> Finished:
@@ -69,18 +85,28 @@ async def execute(
         payload = task.parse(job.payload)
     except InvalidPayload as exc:
         return failure(job, str(exc), started, policy, permanent=True)
-    deadline = asyncio.timeout(timeout_s)
+    current = asyncio.current_task()
+    assert current is not None, "execute() runs inside a task"
+    cancelling = current.cancelling()
+    deadline = _Deadline(current)
+    timer = asyncio.get_running_loop().call_later(timeout_s, deadline.fire)
+    error: Finished | None = None
     try:
-        async with deadline:
-            result = await task.handler(payload, ctx)
-    except PermanentJobError as exc:
-        return failure(job, _error_text(exc), started, policy, permanent=True)
-    except TimeoutError as exc:
-        if deadline.expired():
+        result = await task.handler(payload, ctx)
+    except asyncio.CancelledError:
+        if deadline.expired and current.uncancel() <= cancelling:
             return failure(job, f"timed out after {timeout_s:g}s", started, policy, permanent=False)
-        return failure(job, _error_text(exc), started, policy, permanent=False)
+        raise
+    except PermanentJobError as exc:
+        error = failure(job, _error_text(exc), started, policy, permanent=True)
     except Exception as exc:
-        return failure(job, _error_text(exc), started, policy, permanent=False)
+        error = failure(job, _error_text(exc), started, policy, permanent=False)
+    finally:
+        timer.cancel()
+    if deadline.expired:  # the handler turned the timeout's cancellation into a return or an error of its own
+        current.uncancel()
+    if error is not None:
+        return error
     if result is not None:
         try:
             json.dumps(result, allow_nan=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import wait_for
 from tests.http_helpers import POLL_ONLY, auth, enqueue_due_soon, http_daemon, until_due
 from worker import queue
+from worker.metrics import Metrics
+from worker.queue import Finished, Job
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -107,3 +112,37 @@ async def test_metrics_use_a_registry_of_their_own(database_url: str) -> None:
     assert _v(samples, "worker_jobs_claimed_total", task_type="noop") == 0
     assert REGISTRY.get_sample_value("worker_jobs_claimed_total", {"task_type": "noop"}) is None
     assert not any(name.startswith("python_gc") for name, _ in samples)
+
+
+def test_batch_hooks_count_the_same_as_one_job_at_a_time() -> None:
+    now = datetime.now(UTC)
+
+    def job(task_type: str) -> Job:
+        return Job(uuid.uuid4(), task_type, {}, 1, 3, 0, now)
+
+    def fin(task_type: str, outcome: str, ms: int) -> Finished:
+        status = {"succeeded": "succeeded", "retry": "pending", "failed": "failed"}[outcome]
+        return Finished(
+            uuid.uuid4(), task_type, 1, status, outcome, now, now + timedelta(seconds=ms), ms,  # type: ignore[arg-type]
+        )
+
+    jobs = [job("a"), job("b"), job("a")]
+    done = [fin("a", "succeeded", 5), fin("a", "succeeded", 700), fin("b", "retry", 3), fin("b", "failed", 1)]
+    one_by_one, batched = Metrics(["a", "b"]), Metrics(["a", "b"])
+    for j in jobs:
+        one_by_one.job_claimed(j)
+    for f in done:
+        one_by_one.job_finished(f)
+    batched.jobs_claimed(jobs)
+    batched.jobs_finished(done)
+    samples = [
+        {(s.name, tuple(sorted(s.labels.items()))): s.value for m in x.registry.collect() for s in m.samples
+         if not s.name.endswith("_created")}
+        for x in (one_by_one, batched)
+    ]
+    assert samples[0] == samples[1]
+    assert batched.registry.get_sample_value("worker_jobs_claimed_total", {"task_type": "a"}) == 2
+    assert batched.registry.get_sample_value("worker_jobs_succeeded_total", {"task_type": "a"}) == 2
+    assert batched.registry.get_sample_value(
+        "worker_job_last_success_timestamp_seconds", {"task_type": "a"}
+    ) == (now + timedelta(seconds=700)).timestamp()

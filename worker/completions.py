@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import anyio
 import asyncpg
@@ -77,10 +78,12 @@ class Completions:
             log.warning("flush.database_unavailable", error=str(exc), pending=len(batch))
             return False
         now = time.monotonic()
+        recorded: list[Finished] = []
+        blog = log.bind()  # one logger for the batch (the module's proxy builds one per call)
         for f in batch:
             del self.pending[f.job_id]
             if f.job_id not in acked:
-                log.warning(
+                blog.warning(
                     "job.ack_rejected", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
                     worker_id=self.worker_id, reason="lease no longer held (recovered or cancelled)",
                 )
@@ -89,8 +92,10 @@ class Completions:
                 self.retry_due.append(now + max(0.0, (f.retry_at - f.finished_at).total_seconds()) + 0.005)
                 if self.on_retry_scheduled is not None:
                     self.on_retry_scheduled.set()
-            self._log(f)
-            self.hooks.job_finished(f)
+            _log(blog, f, self.worker_id)
+            recorded.append(f)
+        if recorded:
+            self.hooks.jobs_finished(recorded)
         return True
 
     def next_retry_in_s(self) -> float | None:
@@ -105,20 +110,22 @@ class Completions:
         self.retry_due = [t for t in self.retry_due if t > now]
         return max(0.0, soonest - now)
 
-    def _log(self, f: Finished) -> None:
-        if f.outcome == "succeeded":
-            log.info(
-                "job.succeeded", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-                duration_ms=f.duration_ms, worker_id=self.worker_id,
-            )
-        elif f.outcome == "retry":
-            log.warning(
-                "job.failed", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-                duration_ms=f.duration_ms, worker_id=self.worker_id, error=f.error,
-                retry_at=f.retry_at.isoformat() if f.retry_at else None,
-            )
-        else:
-            log.error(
-                "job.failed_permanently", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-                duration_ms=f.duration_ms, worker_id=self.worker_id, error=f.error,
-            )
+
+
+def _log(blog: Any, f: Finished, worker_id: str) -> None:
+    if f.outcome == "succeeded":
+        blog.info(
+            "job.succeeded", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
+            duration_ms=f.duration_ms, worker_id=worker_id,
+        )
+    elif f.outcome == "retry":
+        blog.warning(
+            "job.failed", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
+            duration_ms=f.duration_ms, worker_id=worker_id, error=f.error,
+            retry_at=f.retry_at.isoformat() if f.retry_at else None,
+        )
+    else:
+        blog.error(
+            "job.failed_permanently", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
+            duration_ms=f.duration_ms, worker_id=worker_id, error=f.error,
+        )

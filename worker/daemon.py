@@ -195,8 +195,8 @@ class Daemon:
                 log.warning("fetch.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 await self.wakeup.wait(delay)
                 continue
-            for job in jobs:
-                self.ready[job.id] = RunningJob(job)
+            if jobs:
+                self._claimed(jobs)
             self._fill_slots()
             timer_fired = False
             if len(jobs) < room:  # nothing more due now: sleep until NOTIFY, a timer, or stop
@@ -269,15 +269,21 @@ class Daemon:
         return jobs
 
     # --- running --------------------------------------------------------------------------------
+    def _claimed(self, jobs: list[Job]) -> None:
+        """The jobs one claim took (their rows are `running` now): held, logged and reported as a batch."""
+        blog = log.bind()  # one logger for the batch (the module's proxy builds one per call)
+        for job in jobs:
+            self.ready[job.id] = RunningJob(job)
+            blog.info(
+                "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
+                worker_id=self.worker_id,
+            )
+        self.hooks.jobs_claimed(jobs)
+
     def _start(self, rj: RunningJob) -> None:
         job = rj.job
         self.running[job.id] = rj
         rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
-        log.info(
-            "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
-            worker_id=self.worker_id,
-        )
-        self.hooks.job_claimed(job)
 
     async def _run_job(self, rj: RunningJob) -> None:
         job = rj.job

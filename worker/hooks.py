@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from worker.queue import Finished, Job
@@ -11,13 +11,26 @@ __all__ = ["Hooks", "MultiHooks"]
 
 
 class Hooks:
-    """No-op base: subclass and override what you need."""
+    """No-op base: subclass and override what you need.
+
+    The daemon reports jobs in batches (`jobs_claimed`: the jobs one claim took; `jobs_finished`: the attempts
+    one completion flush recorded); by default those call the one-job hooks for each job, so a subclass may
+    override either form. Override the batch form where per-job work can be shared (metrics: one counter
+    increment per task type and batch)."""
 
     def job_claimed(self, job: Job) -> None:
         return None
 
     def job_finished(self, finished: Finished) -> None:
         return None
+
+    def jobs_claimed(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self.job_claimed(job)
+
+    def jobs_finished(self, batch: Sequence[Finished]) -> None:
+        for finished in batch:
+            self.job_finished(finished)
 
     def lease_recovered(self, row: Mapping[str, Any]) -> None:
         return None
@@ -37,6 +50,14 @@ class MultiHooks(Hooks):
     def job_finished(self, finished: Finished) -> None:
         for h in self.hooks:
             h.job_finished(finished)
+
+    def jobs_claimed(self, jobs: Sequence[Job]) -> None:
+        for h in self.hooks:
+            h.jobs_claimed(jobs)
+
+    def jobs_finished(self, batch: Sequence[Finished]) -> None:
+        for h in self.hooks:
+            h.jobs_finished(batch)
 
     def lease_recovered(self, row: Mapping[str, Any]) -> None:
         for h in self.hooks:

@@ -7,6 +7,7 @@ when `/metrics` is scraped: `await metrics.refresh(pool)` then `metrics.render()
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,29 @@ class Metrics(Hooks):
         else:
             self.duration.labels(finished.task_type, finished.outcome).observe(finished.duration_ms / 1000)
             c.failed.inc()
+
+    def jobs_claimed(self, jobs: Sequence[Job]) -> None:
+        if len(jobs) == 1:
+            self.job_claimed(jobs[0])
+            return
+        for task_type, n in Tally(j.task_type for j in jobs).items():
+            self._children(task_type).claimed.inc(n)
+
+    def jobs_finished(self, batch: Sequence[Finished]) -> None:
+        """Per batch: one increment and one last-success time per task type; a duration observed per job."""
+        succeeded: dict[str, list[Finished]] = {}
+        for f in batch:
+            if f.outcome == "succeeded":
+                succeeded.setdefault(f.task_type, []).append(f)
+            else:
+                self.job_finished(f)
+        for task_type, done in succeeded.items():
+            c = self._children(task_type)
+            observe = c.duration_succeeded.observe
+            for f in done:
+                observe(f.duration_ms / 1000)
+            c.succeeded.inc(len(done))
+            c.last_success.set(max(f.finished_at for f in done).timestamp())
 
     def _children(self, task_type: str) -> _TaskMetrics:
         """The labelled children of one task type, looked up once (labels() is costly per job)."""

@@ -143,8 +143,16 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 -- this worker for this attempt are touched (a job whose lease was recovered is left alone).
 -- $1 worker id; then parallel arrays: $2 ids, $3 attempts, $4 new status, $5 ledger outcome, $6 result,
 -- $7 error, $8 next run_at (retries), $9 started, $10 finished, $11 duration ms.
-WITH done AS (
-    SELECT *
+--
+-- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
+-- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated
+-- it from statistics taken while no job ran (a value never seen: one row), scanned the table first and
+-- compared every row it found with every row of the batch (a 529-job batch took 200 ms). The ledger rows come
+-- from the update's own RETURNING, so nothing joins the batch a second time. No status test: locked_by is set
+-- exactly while a job runs (job_queue_lease_check), and a status test would let the planner drive this join
+-- from a status index over every running job instead of the key.
+WITH done AS MATERIALIZED (
+    SELECT d.*, $1::text AS worker_id
     FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::timestamptz[],
                 $9::timestamptz[], $10::timestamptz[], $11::int[])
         AS d (id, attempt, status, outcome, result, error, run_at, started_at, finished_at, duration_ms)
@@ -160,14 +168,12 @@ upd AS (
         finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN d.finished_at END,
         updated_at = now()
     FROM done AS d
-    -- No status test: locked_by is set exactly while a job runs (job_queue_lease_check), and a status test
-    -- would let the planner drive this join from a status index over every running job instead of the key.
-    WHERE j.id = d.id AND j.locked_by = $1 AND j.attempts = d.attempt
-    RETURNING j.id
+    WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
+    RETURNING j.id, d.attempt, d.started_at, d.finished_at, d.outcome, d.error, d.duration_ms
 )
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-SELECT d.id, d.attempt, $1, d.started_at, d.finished_at, d.outcome, d.error, d.duration_ms
-FROM done AS d JOIN upd ON upd.id = d.id
+SELECT id, attempt, $1, started_at, finished_at, outcome, error, duration_ms
+FROM upd
 RETURNING job_id;
 
 -- name: heartbeat
@@ -179,9 +185,10 @@ RETURNING id;
 
 -- name: release
 -- Hand jobs back at shutdown: pending at once, the interrupted attempt not counted against max_attempts.
--- $1 worker id, $2 ids, $3 attempts, $4 started, $5 reason.
-WITH done AS (
-    SELECT * FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS d (id, attempt, started_at)
+-- $1 worker id, $2 ids, $3 attempts, $4 started, $5 reason. Planned to stay linear as finish is.
+WITH done AS MATERIALIZED (
+    SELECT d.*, $1::text AS worker_id
+    FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS d (id, attempt, started_at)
 ),
 upd AS (
     UPDATE job_queue AS j
@@ -193,15 +200,13 @@ upd AS (
         locked_until = NULL,
         updated_at = now()
     FROM done AS d
-    -- No status test: locked_by is set exactly while a job runs (job_queue_lease_check), and a status test
-    -- would let the planner drive this join from a status index over every running job instead of the key.
-    WHERE j.id = d.id AND j.locked_by = $1 AND j.attempts = d.attempt
-    RETURNING j.id
+    WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
+    RETURNING j.id, d.attempt, d.started_at
 )
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-SELECT d.id, d.attempt, $1, d.started_at, now(), 'interrupted', $5,
-       greatest(0, (extract(epoch FROM now() - d.started_at) * 1000)::int)
-FROM done AS d JOIN upd ON upd.id = d.id
+SELECT id, attempt, $1, started_at, now(), 'interrupted', $5,
+       greatest(0, (extract(epoch FROM now() - started_at) * 1000)::int)
+FROM upd
 RETURNING job_id;
 
 -- name: cancel

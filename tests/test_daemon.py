@@ -1,5 +1,6 @@
 """The daemon against a real PostgreSQL: wake-ups, retries, leases, shutdown."""
 
+import math
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from structlog.testing import capture_logs
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
+from worker.daemon import AHEAD_MAX_BATCHES, AHEAD_WORK_MS, Daemon, ahead_batches
 from worker.queue import NewJob
 from worker.tasks import Registry, Task, TaskContext
 
@@ -266,22 +267,33 @@ async def _running_in_db(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status = 'running'"))
 
 
-async def test_short_jobs_are_claimed_one_batch_ahead_and_handed_back_unstarted_at_stop(
+async def test_very_short_jobs_are_claimed_batches_ahead_and_handed_back_unstarted_at_stop(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
     settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=60_000.0, shutdown_grace_s=0.5)
+    held = 2 * (1 + AHEAD_MAX_BATCHES)
     async with running_daemon(settings, default_registry()) as daemon:
         quick = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(2)])  # durations become known
         await wait_for(lambda: _all(conn, quick, "succeeded"))
-        slow = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(6)])
-        await wait_for(lambda: _true(len(daemon.running) == 2 and len(daemon.ready) == 2))
-        assert await _running_in_db(conn) == 4  # 2 running + 2 leased ahead, never more than twice the slots
+        slow = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(held + 4)])
+        await wait_for(lambda: _true(len(daemon.running) == 2 and len(daemon.ready) == held - 2))
+        assert await _running_in_db(conn) == held  # never more than the slots plus AHEAD_MAX_BATCHES batches
         await anyio.sleep(settings.heartbeat_interval_s * 2)  # the ones waiting keep their leases
-        assert await _running_in_db(conn) == 4
+        assert await _running_in_db(conn) == held
     rows = await conn.fetch("SELECT status, attempts FROM job_queue WHERE id = ANY($1)", slow)
-    assert sorted((r["status"], r["attempts"]) for r in rows) == [("pending", 0)] * 6
+    assert sorted((r["status"], r["attempts"]) for r in rows) == [("pending", 0)] * (held + 4)
     outcomes = await conn.fetch("SELECT outcome FROM job_runs WHERE job_id = ANY($1)", slow)
-    assert [r["outcome"] for r in outcomes] == ["interrupted"] * 4
+    assert [r["outcome"] for r in outcomes] == ["interrupted"] * held
+
+
+def test_how_far_ahead_the_daemon_claims_follows_the_jobs_average_duration() -> None:
+    assert ahead_batches(math.inf, 50.0) == 0  # nothing known yet
+    assert ahead_batches(50.0, 50.0) == 0  # long jobs: only the free slots
+    assert ahead_batches(0.0, 50.0) == AHEAD_MAX_BATCHES  # no-op jobs: as deep as allowed
+    assert ahead_batches(AHEAD_WORK_MS / AHEAD_MAX_BATCHES, 50.0) == AHEAD_MAX_BATCHES
+    assert ahead_batches(AHEAD_WORK_MS / 2, 50.0) == 2  # about AHEAD_WORK_MS of work held per slot
+    assert ahead_batches(AHEAD_WORK_MS * 3, 50.0) == 1  # short jobs: one batch ahead
+    assert ahead_batches(0.0, 0.0) == 0  # claim_ahead_below_ms = 0 turns it off
 
 
 async def test_long_jobs_are_not_claimed_ahead(database_url: str, conn: asyncpg.Connection) -> None:

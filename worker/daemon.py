@@ -37,12 +37,27 @@ from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
 from worker.wakeup import Wakeup
 
-__all__ = ["Daemon", "RunningJob"]
+__all__ = ["Daemon", "RunningJob", "ahead_batches"]
 
 log = structlog.get_logger("worker.daemon")
 
 
 Loop = Callable[[], Awaitable[None]]
+
+AHEAD_MAX_BATCHES = 5
+AHEAD_WORK_MS = 5.0
+
+
+def ahead_batches(avg_job_ms: float, below_ms: float) -> int:
+    """Batches (of `concurrency` jobs) to hold claimed ahead of the free slots, from the jobs' average duration:
+    none for jobs of `below_ms` or more; one for short jobs; up to AHEAD_MAX_BATCHES for jobs so short that a
+    batch is over before a claim comes back, while what is held stays about AHEAD_WORK_MS of work per slot
+    (jobs other replicas cannot take meanwhile)."""
+    if avg_job_ms >= below_ms:
+        return 0
+    if avg_job_ms * AHEAD_MAX_BATCHES <= AHEAD_WORK_MS:
+        return AHEAD_MAX_BATCHES
+    return max(1, int(AHEAD_WORK_MS / avg_job_ms))
 
 
 class Daemon:
@@ -203,17 +218,17 @@ class Daemon:
                 timer_fired = not await self.wakeup.wait(self._idle_timeout_s())
 
     def _room(self) -> int:
-        """How many jobs one claim may take now: the free slots, plus one batch ahead while jobs are short
-        (the next claim's round trip then overlaps the running jobs instead of following them)."""
-        limit = self.settings.concurrency
-        if self._avg_job_ms < self.settings.claim_ahead_below_ms:
-            limit *= 2
+        """How many jobs one claim may take now: the free slots, plus batches ahead while jobs are short (the
+        next claim's round trip then overlaps the running jobs instead of following them)."""
+        limit = self.settings.concurrency * (1 + self._ahead_batches())
         return limit - len(self.running) - len(self.ready)
+
+    def _ahead_batches(self) -> int:
+        return ahead_batches(self._avg_job_ms, self.settings.claim_ahead_below_ms)
 
     def _batch_target(self) -> int:
         """Claim when this many jobs fit: half the slots, or a whole batch while claiming ahead."""
-        ahead = self._avg_job_ms < self.settings.claim_ahead_below_ms
-        return self.settings.concurrency if ahead else self._batch_min
+        return self.settings.concurrency if self._ahead_batches() else self._batch_min
 
     def _fill_slots(self) -> None:
         while self.ready and len(self.running) < self.settings.concurrency and not self.stop_event.is_set():

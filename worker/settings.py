@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     listen_probe_timeout_s: float = Field(default=5.0, gt=0, le=600, description="A probe slower than this fails.")
     claim_ahead_below_ms: float = Field(
         default=50.0, ge=0, le=60000,
-        description="While jobs take less than this on average, claim one batch ahead (0 = never).",
+        description=(
+            "While jobs take less than this on average, claim ahead of the free slots: one batch, up to five "
+            "for jobs of about a millisecond (0 = never)."
+        ),
     )
     completion_flush_ms: float = Field(
         default=2.0, ge=0, le=1000, description="How long finished jobs are buffered before one batch write."

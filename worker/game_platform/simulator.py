@@ -9,6 +9,12 @@ fail inside a batch answer, and a script of faults for the next requests:
     "timeout"     hang `hang_s` seconds, then 504        "garbage"  200 with a body that is not JSON
     "truncated"   200 with the JSON cut in half         "wrong-shape"  200, valid JSON, a field of wrong type
     "401" / "403" the API key rejected
+
+Cheap to serve, so that a benchmark measures the client and not the simulator: each player's stats are
+serialised once (orjson) and cached as bytes (`worker simulate-platform` does every player at start), a batch
+answer is those bytes joined, a request body that is a plain list of ids is read with orjson (anything else goes
+through BatchRequest, which words the 400), and all of it happens before the latency sleep, which counts from the
+request's arrival.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import random
 import sys
 import time
@@ -30,6 +35,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import anyio
+import orjson
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -40,6 +46,7 @@ from starlette.routing import Route
 from worker.game_platform.contract import (
     API_KEY_HEADER,
     BATCH_PATH,
+    MAX_BATCH,
     MAX_PAGE,
     PLAYERS_PATH,
     BatchRequest,
@@ -120,6 +127,15 @@ class Simulator:
     def stats(self, pid: str) -> dict[str, Any]:
         return _stats(self.seed, pid, self.epoch + self.player_epochs.get(pid, 0))
 
+    def stats_json(self, pid: str) -> bytes:
+        """`stats(pid)` serialised (cached per seed, player and epoch)."""
+        return _stats_json(self.seed, pid, self.epoch + self.player_epochs.get(pid, 0))
+
+    def warm(self) -> None:
+        """Serialise every player's current stats now, so that the first requests cost no more than later ones."""
+        for i in range(min(self.players, _CACHED_PLAYERS)):
+            self.stats_json(player_id(i))
+
     def rate_limited(self) -> bool:
         if self.rate_limit_rps is None:
             return False
@@ -131,7 +147,10 @@ class Simulator:
         return [r for r in self.requests if r.path == path]
 
 
-@functools.lru_cache(maxsize=65536)
+_CACHED_PLAYERS = 65536
+
+
+@functools.lru_cache(maxsize=_CACHED_PLAYERS)
 def _stats(seed: int, pid: str, epoch: int) -> dict[str, Any]:
     h = hashlib.blake2b(f"{seed}:{pid}:{epoch}".encode(), digest_size=24).digest()
     games = int.from_bytes(h[0:4], "big") % 500
@@ -150,11 +169,32 @@ def _stats(seed: int, pid: str, epoch: int) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=_CACHED_PLAYERS)
+def _stats_json(seed: int, pid: str, epoch: int) -> bytes:
+    return orjson.dumps(_stats(seed, pid, epoch))
+
+
+def _json(raw: bytes) -> Response:
+    return Response(raw, media_type="application/json")
+
+
+def _batch_ids(raw: bytes) -> list[str] | None:
+    """The player ids of a well-formed batch request body; None when it needs BatchRequest's full check."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    ids = body.get("player_ids") if type(body) is dict and len(body) == 1 else None
+    if type(ids) is list and 1 <= len(ids) <= MAX_BATCH and all(type(pid) is str for pid in ids):
+        return ids
+    return None
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-async def _fault(sim: Simulator, fault: str, body: Any) -> Response:
+async def _fault(sim: Simulator, fault: str, raw: bytes) -> Response:
     if fault in ("401", "403"):
         return _error(int(fault), "unauthorized" if fault == "401" else "forbidden", "API key rejected")
     if fault == "429":
@@ -169,9 +209,9 @@ async def _fault(sim: Simulator, fault: str, body: Any) -> Response:
     if fault == "garbage":
         return Response(b"<html><body>502 Bad Gateway</body></html>", media_type="application/json")
     if fault == "truncated":
-        raw = json.dumps(body).encode()
-        return Response(raw[: len(raw) // 2], media_type="application/json")
+        return _json(raw[: len(raw) // 2])
     if fault == "wrong-shape":
+        body = orjson.loads(raw)
         if isinstance(body, dict) and body.get("data"):
             body = {**body, "data": [{**body["data"][0], "wins": "many"}, *body["data"][1:]]}
         else:
@@ -180,8 +220,8 @@ async def _fault(sim: Simulator, fault: str, body: Any) -> Response:
     return _error(int(fault), "server_error", f"injected {fault}")
 
 
-async def _guarded(sim: Simulator, request: Request, arrived: float, body: Any) -> Response:
-    """Auth, rate limit, latency and faults around a normal answer `body`."""
+async def _guarded(sim: Simulator, request: Request, arrived: float, raw: bytes) -> Response:
+    """Auth, rate limit, latency and faults around a normal answer, the JSON body `raw`."""
     if sim.latency_s:  # latency = arrival to answer: the simulator's own work counts towards it
         await anyio.sleep(max(0.0, sim.latency_s - (time.monotonic() - arrived)))
     key = request.headers.get(API_KEY_HEADER)
@@ -190,10 +230,10 @@ async def _guarded(sim: Simulator, request: Request, arrived: float, body: Any) 
     if sim.rate_limited():
         return _error(429, "rate_limited", "rate limit exceeded", {"Retry-After": str(sim.retry_after_s)})
     if sim.faults:
-        return await _fault(sim, sim.faults.popleft(), body)
+        return await _fault(sim, sim.faults.popleft(), raw)
     if sim.error_rate and sim._rng.random() < sim.error_rate:
         return _error(503, "unavailable", "random failure")
-    return JSONResponse(body)
+    return _json(raw)
 
 
 def create_app(sim: Simulator) -> Starlette:
@@ -220,32 +260,36 @@ def create_app(sim: Simulator) -> Starlette:
             return await record(request, 0, _error(400, "invalid_request", f"limit must be 1..{MAX_PAGE}"))
         end = min(offset + limit, sim.players)
         data = [{"player_id": player_id(i), "name": f"Player {i}"} for i in range(offset, end)]
-        body = {"data": data, "next_cursor": str(end) if end < sim.players else None}
-        return await record(request, len(data), _guarded(sim, request, arrived, body), arrived)
+        raw = orjson.dumps({"data": data, "next_cursor": str(end) if end < sim.players else None})
+        return await record(request, len(data), _guarded(sim, request, arrived, raw), arrived)
 
     async def one_player(request: Request) -> Response:
         arrived = time.monotonic()
         pid = request.path_params["player_id"]
         if not sim.knows(pid):
             return await record(request, 1, _error(404, "not_found", f"no player {pid}"))
-        return await record(request, 1, _guarded(sim, request, arrived, sim.stats(pid)), arrived)
+        return await record(request, 1, _guarded(sim, request, arrived, sim.stats_json(pid)), arrived)
 
     async def batch(request: Request) -> Response:
         arrived = time.monotonic()
-        try:
-            ids = BatchRequest.model_validate_json(await request.body()).player_ids
-        except ValidationError as exc:
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            return await record(request, 0, _error(400, "invalid_request", message))
-        data, errors = [], []
+        raw = await request.body()
+        ids = _batch_ids(raw)
+        if ids is None:
+            try:
+                ids = BatchRequest.model_validate_json(raw).player_ids
+            except ValidationError as exc:
+                message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+                return await record(request, 0, _error(400, "invalid_request", message))
+        data: list[bytes] = []
+        errors: list[dict[str, str]] = []
         for pid in ids:
             if not sim.knows(pid):
                 errors.append({"player_id": pid, "code": "not_found", "message": f"no player {pid}"})
             elif pid in sim.failing_players:
                 errors.append({"player_id": pid, "code": "unavailable", "message": "stats temporarily unavailable"})
             else:
-                data.append(sim.stats(pid))
-        body = {"data": data, "errors": errors}
+                data.append(sim.stats_json(pid))
+        body = b'{"data":[' + b",".join(data) + b'],"errors":' + orjson.dumps(errors) + b"}"
         return await record(request, len(ids), _guarded(sim, request, arrived, body), arrived)
 
     routes = [
@@ -326,6 +370,7 @@ def run_cli(args: argparse.Namespace) -> int:
         rate_limit_burst=args.rate_limit_burst,
         retry_after_s=args.retry_after_s,
     )
+    sim.warm()
     config = uvicorn.Config(
         create_app(sim),
         host=args.host,

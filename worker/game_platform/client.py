@@ -12,7 +12,11 @@
 from __future__ import annotations
 
 import email.utils
+import functools
+import importlib.util
 import random
+import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,6 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import orjson
 import structlog
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -52,6 +57,21 @@ __all__ = ["GamePlatformClient", "backoff_delay", "parse_retry_after"]
 
 log = structlog.get_logger("worker.game_platform.client")
 M = TypeVar("M", bound=BaseModel)
+_JSON_BODY = {"Content-Type": "application/json"}
+
+# httpcore 1.0 runs `import sniffio` each time one of its locks, events or shields is set up (several times per
+# request) and falls back to asyncio when that fails. sniffio is optional (anyio no longer needs it), and a failed
+# import is not remembered: each one scans sys.path again (~40 us). Where it is not installed, record it as absent
+# once, so those imports fail at once; the outcome (asyncio) is the same.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR), built once per process: loading
+    the CA bundle costs ~30 ms of CPU, which every new client paid again."""
+    return httpx.create_ssl_context()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -119,6 +139,7 @@ class GamePlatformClient:
             ),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             follow_redirects=False,
+            verify=_ssl_context(),
         )
         self._bucket = TokenBucket(rps, burst)
         self._total_timeout_s = total_timeout_s
@@ -164,8 +185,8 @@ class GamePlatformClient:
         """Stats of up to MAX_BATCH players in one request; unknown players come back in `errors`."""
         if not 1 <= len(player_ids) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} player ids, not {len(player_ids)}")
-        body = BatchRequest(player_ids=player_ids).model_dump()
-        return await self._call("POST", BATCH_PATH, BatchResponse, json=body)
+        body = orjson.dumps(BatchRequest(player_ids=player_ids).model_dump())
+        return await self._call("POST", BATCH_PATH, BatchResponse, content=body)
 
     async def list_players(self, *, page_size: int = MAX_PAGE) -> AsyncIterator[PlayerSummary]:
         """Every player the platform knows, following the pagination cursor."""
@@ -188,7 +209,7 @@ class GamePlatformClient:
         path: str,
         model: type[M],
         *,
-        json: Any = None,
+        content: bytes | None = None,
         params: dict[str, str | int] | None = None,
     ) -> M:
         if not self._has_key:
@@ -196,7 +217,7 @@ class GamePlatformClient:
         attempt = 0
         while True:
             try:
-                return await self._attempt(method, path, model, json=json, params=params)
+                return await self._attempt(method, path, model, content=content, params=params)
             except _Retry as retry:
                 if attempt >= self._max_retries:
                     if retry.error is not None:
@@ -225,14 +246,16 @@ class GamePlatformClient:
                 await self._sleep(delay)
 
     async def _attempt(
-        self, method: str, path: str, model: type[M], *, json: Any, params: dict[str, str | int] | None
+        self, method: str, path: str, model: type[M], *, content: bytes | None, params: dict[str, str | int] | None
     ) -> M:
         await self._bucket.acquire()
         self.requests_sent += 1
         started = time.monotonic()
         try:
             with anyio.fail_after(self._total_timeout_s):
-                response = await self._http.request(method, path, json=json, params=params)
+                response = await self._http.request(
+                    method, path, content=content, params=params, headers=_JSON_BODY if content is not None else None
+                )
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _Retry(f"timed out after {time.monotonic() - started:.2f}s") from exc
         except httpx.HTTPError as exc:

@@ -11,7 +11,8 @@ __all__ = ["TokenBucket"]
 
 
 class TokenBucket:
-    """Waiters are served first come, first served (the lock is held while one waits for its token)."""
+    """Waiters are served first come, first served (the lock is held while one waits for its token); a caller
+    that finds a token and no queue takes it at once."""
 
     def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic):
         if rate <= 0:
@@ -42,6 +43,8 @@ class TokenBucket:
         return max(0.0, (1 - self._tokens) / self.rate)
 
     async def acquire(self) -> None:
+        if not self._lock.locked() and self.try_acquire():
+            return  # a token is there and nobody queues before us: no lock, no trip through the event loop
         async with self._lock:
             wait = self.wait_time()
             if wait > 0:

@@ -205,6 +205,19 @@ async def test_a_thousand_competitors_complete_in_few_statements(platform: Platf
     assert [(e["done"], e["total"]) for e in progress] == [(100 * i, 1000) for i in range(1, 11)]
 
 
+async def test_at_most_concurrency_batch_requests_are_in_flight(platform: Platform, pool: asyncpg.Pool) -> None:
+    await seed_competitors(pool, 90)
+    platform.sim.latency_s = 0.1
+    summary = await _sync(platform, pool, batch_size=10, concurrency=3)
+    assert (summary["fetched"], summary["failed"]) == (90, 0)
+    arrivals = sorted(r.at for r in platform.sim.requests_to("/v1/stats/batch"))
+    assert len(arrivals) == 9
+    # A fourth request can only leave once one of the three before it was answered (0.1 s after its arrival).
+    assert all(later - earlier >= 0.095 for earlier, later in zip(arrivals, arrivals[3:], strict=False))
+    assert arrivals[2] - arrivals[0] < 0.09  # the three slots are used at once
+    assert arrivals[-1] - arrivals[0] < 0.6  # three waves of three, not nine requests one after another
+
+
 async def test_no_competitors_is_an_empty_success(platform: Platform, pool: asyncpg.Pool) -> None:
     summary = await _sync(platform, pool)
     assert (summary["competitors"], summary["failed"], summary["errors"]) == (0, 0, [])

@@ -1,28 +1,31 @@
 """The sync service: every competitor's game statistics, from the game platform into `competitor_game_stats`.
 
 One query lists the competitors (coach and staleness filters applied in SQL); they are cut into batches of the
-platform's batch endpoint; at most `concurrency` batch requests are in flight; each fetched batch is written
-with ONE upsert statement (parallel arrays through unnest), outside the HTTP concurrency slot so writes overlap
-the next fetches. A failed batch or player is recorded in `errors` and the others carry on. 401/403 (or a
-database failure) stops everything at once and raises; so does a run in which every competitor failed.
+platform's batch endpoint; at most `concurrency` batch requests are in flight (one fetcher task per slot, which
+sends the next batch as soon as its previous answer is in); each fetched batch is written with ONE upsert
+statement (parallel arrays through unnest) by a task of its own, so writes overlap the next fetches. A failed
+batch or player is recorded in `errors` and the others carry on. 401/403 (or a database failure) stops
+everything at once and raises; so does a run in which every competitor failed.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import anyio
+import anyio.abc
 import asyncpg
 import structlog
 
 from worker import db
 from worker.game_platform.client import GamePlatformClient
-from worker.game_platform.contract import MAX_BATCH, PlayerStats
+from worker.game_platform.contract import MAX_BATCH, BatchResponse, PlayerStats
 from worker.game_platform.errors import GamePlatformError, PlatformAuthError, SyncFailed
 from worker.sql import queries
 
@@ -88,18 +91,27 @@ class _Run:
             log.info("game_platform_sync.progress", done=self.done, total=self.total)
 
 
-async def _batch(run: _Run, slots: anyio.Semaphore, batch: list[tuple[UUID, str]]) -> None:
+Batch = list[tuple[UUID, str]]
+"""(competitor id, platform player id) pairs fetched by one request."""
+
+
+async def _fetch(run: _Run, batch: Batch) -> tuple[Batch, dict[str, UUID], BatchResponse] | None:
+    """One batch request; None when it failed (its competitors are recorded in `errors`)."""
     by_player = {player: cid for cid, player in batch}
     try:
-        async with slots:
-            answer = await run.client.fetch_stats_batch(list(by_player))
+        answer = await run.client.fetch_stats_batch(list(by_player))
     except GamePlatformError as exc:
         if isinstance(exc, PlatformAuthError):
             raise
         for cid, _ in batch:
             run.fail(cid, f"{type(exc).__name__}: {exc}")
         run.progress(len(batch))
-        return
+        return None
+    return batch, by_player, answer
+
+
+async def _store(run: _Run, batch: Batch, by_player: dict[str, UUID], answer: BatchResponse) -> None:
+    """Match one answer to the batch's competitors and write what it holds (one statement)."""
     found: dict[str, PlayerStats] = {}
     for stats in answer.data:
         if stats.player_id in by_player:
@@ -118,12 +130,22 @@ async def _batch(run: _Run, slots: anyio.Semaphore, batch: list[tuple[UUID, str]
     run.progress(len(batch))
 
 
-async def _guarded_batch(
-    run: _Run, slots: anyio.Semaphore, batch: list[tuple[UUID, str]], scope: anyio.CancelScope
+async def _fetcher(run: _Run, batches: Iterator[Batch], tg: anyio.abc.TaskGroup) -> None:
+    """One request slot: fetches batch after batch until none is left. Each answer is stored by a task of its
+    own, so the slot's next request goes out at once, before that answer is matched and written (handing the
+    slot to a waiting task instead would queue its request behind every answer that arrived meanwhile)."""
+    for batch in batches:
+        got = await _fetch(run, batch)
+        if got is not None:
+            tg.start_soon(_guarded, run, _store, got, tg.cancel_scope)
+
+
+async def _guarded(
+    run: _Run, step: Callable[..., Awaitable[None]], args: tuple[Any, ...], scope: anyio.CancelScope
 ) -> None:
-    """Run one batch; a fatal error is kept and cancels the others (no ExceptionGroup to unwrap)."""
+    """Run one fetcher or store; a fatal error is kept and cancels the others (no ExceptionGroup to unwrap)."""
     try:
-        await _batch(run, slots, batch)
+        await step(run, *args)
     except Exception as exc:
         if run.fatal is None:
             run.fatal = exc
@@ -168,10 +190,10 @@ async def sync_all_competitor_game_stats(
         coach_id=str(coach) if coach else None,
     )
     requests_before = client.requests_sent
-    slots = anyio.Semaphore(max(1, concurrency))
+    pending = iter(batches)
     async with anyio.create_task_group() as tg:
-        for batch in batches:
-            tg.start_soon(_guarded_batch, run, slots, batch, tg.cancel_scope)
+        for _ in range(min(max(1, concurrency), len(batches))):
+            tg.start_soon(_guarded, run, _fetcher, (pending, tg), tg.cancel_scope)
     counters.http_requests += client.requests_sent - requests_before
     if run.fatal is not None:
         raise run.fatal

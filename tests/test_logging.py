@@ -8,8 +8,9 @@ import re
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
-from worker.observability import configure_logging
+from worker.observability import configure_logging, job_logger
 
 
 @pytest.fixture
@@ -65,3 +66,54 @@ def test_lines_from_a_loop_that_closed_before_writing_them_are_not_lost(capsys: 
 
     asyncio.run(log_again())
     assert [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()] == ["first", "second"]
+
+
+def _without_timestamp(text: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in text.splitlines()]
+    for line in lines:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", str(line.pop("timestamp")))
+    return lines
+
+
+@pytest.mark.parametrize("secrets", [[], ["hunter2-key"]])
+def test_job_lines_rendered_in_one_step_equal_structlog_s_own(
+    capsys: pytest.CaptureFixture[str], secrets: list[str]
+) -> None:
+    old = structlog.get_config()
+    try:
+        configure_logging("info", "json", secrets=secrets)
+        fast = job_logger(structlog.get_logger("t"))
+        assert not isinstance(fast, structlog.typing.BindableLogger)  # the one-step path was taken
+        with structlog.contextvars.bound_contextvars(request_id="r-1"):
+            for logger in (structlog.get_logger("t").bind(), fast):
+                logger.info("job.succeeded", job_id="j-1", attempt=2, duration_ms=0, url="http://u:hunter2-key@h/")
+                logger.warning("job.failed", job_id="j-2", error="boom", retry_at=None)
+                logger.error("job.failed_permanently", job_id="j-3", error="RuntimeError: x")
+                logger.debug("not.shown")
+    finally:
+        structlog.configure(**old)
+    lines = _without_timestamp(capsys.readouterr().out)
+    assert len(lines) == 6
+    assert lines[:3] == lines[3:]
+    assert list(lines[0]) == list(lines[3])  # the same key order too
+    assert lines[0]["request_id"] == "r-1" and lines[1]["level"] == "warning" and lines[2]["level"] == "error"
+    assert ("hunter2-key" in lines[0]["url"]) is not bool(secrets)
+
+
+def test_job_lines_respect_the_configured_level(capsys: pytest.CaptureFixture[str]) -> None:
+    old = structlog.get_config()
+    try:
+        configure_logging("warning", "json")
+        fast = job_logger(structlog.get_logger("t"))
+        fast.info("job.succeeded", job_id="j-1")
+        fast.warning("job.failed", job_id="j-2")
+    finally:
+        structlog.configure(**old)
+    assert [line["event"] for line in _without_timestamp(capsys.readouterr().out)] == ["job.failed"]
+
+
+@pytest.mark.usefixtures("json_logging")
+def test_job_lines_go_through_structlog_when_logs_are_captured() -> None:
+    with capture_logs() as captured:
+        job_logger(structlog.get_logger("t")).info("job.claimed", job_id="j-1")
+    assert captured == [{"event": "job.claimed", "job_id": "j-1", "log_level": "info"}]

@@ -19,6 +19,7 @@ import structlog
 from worker import queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
+from worker.observability import job_logger
 from worker.queue import Finished
 from worker.wakeup import Wakeup
 
@@ -79,7 +80,7 @@ class Completions:
             return False
         now = time.monotonic()
         recorded: list[Finished] = []
-        blog = log.bind()  # one logger for the batch (the module's proxy builds one per call)
+        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
         for f in batch:
             del self.pending[f.job_id]
             if f.job_id not in acked:

@@ -31,6 +31,7 @@ from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.leases import LeaseKeeper, RunningJob
 from worker.listener import Listener
+from worker.observability import job_logger
 from worker.queue import Finished, Job
 from worker.runner import execute
 from worker.settings import Settings
@@ -286,7 +287,7 @@ class Daemon:
     # --- running --------------------------------------------------------------------------------
     def _claimed(self, jobs: list[Job]) -> None:
         """The jobs one claim took (their rows are `running` now): held, logged and reported as a batch."""
-        blog = log.bind()  # one logger for the batch (the module's proxy builds one per call)
+        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
         for job in jobs:
             self.ready[job.id] = RunningJob(job)
             blog.info(

@@ -45,7 +45,7 @@ log = structlog.get_logger("worker.daemon")
 
 Loop = Callable[[], Awaitable[None]]
 
-AHEAD_MAX_BATCHES = 5
+AHEAD_MAX_BATCHES = 10
 AHEAD_WORK_MS = 5.0
 
 

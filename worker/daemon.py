@@ -27,13 +27,14 @@ import structlog
 from worker import queue
 from worker.backoff import BackoffPolicy
 from worker.completions import Completions
+from worker.deadlines import Deadlines
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.leases import LeaseKeeper, RunningJob
 from worker.listener import Listener
 from worker.observability import job_logger
 from worker.queue import Finished, Job
-from worker.runner import execute
+from worker.runner import execute, failure
 from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
 from worker.wakeup import Wakeup
@@ -96,6 +97,7 @@ class Daemon:
             held=lambda: [*self.running.values(), *self.ready.values()],
             also_renew=lambda: self.completions.pending, lose=self._lose_lease,
         )
+        self.deadlines = Deadlines(lambda: self.running.values(), lambda rj: self._cancel(rj, "timeout"))
         self.exit_code = 0
         self.alive: dict[str, bool] = {}
         self.extra_loops: dict[str, Loop] = {}
@@ -156,6 +158,7 @@ class Daemon:
             self.started.set()
             await self._supervise("fetcher", self._fetch_loop)
             await self._drain()
+            self.deadlines.close()
             await self._finish_up()
             services.cancel_scope.cancel()
         log.info("daemon.stopped", exit_code=self.exit_code)
@@ -308,10 +311,14 @@ class Daemon:
             task = self.registry.get(job.task_type)
             ctx = TaskContext(job=job, worker_id=self.worker_id, resources=self.resources)
             timeout_s = self.settings.timeout_for(job.task_type, task.timeout_s)
-            finished = await execute(task, job, ctx, timeout_s=timeout_s, policy=self.policy)
+            started = time.monotonic()
+            self.deadlines.watch(rj, timeout_s)
+            finished = await execute(task, job, ctx, timeout_s=None, policy=self.policy)
         except asyncio.CancelledError:
             if rj.stop_reason is None:  # not cancelled by us: the loop itself is going away
                 raise
+            if rj.stop_reason == "timeout":
+                finished = failure(job, f"timed out after {timeout_s:g}s", started, self.policy, permanent=False)
         except Exception as exc:  # a bug outside the handler: never lose the job, stop the daemon
             log.error("daemon.job_runner_crashed", job_id=str(job.id), error=repr(exc), exc_info=True)
             self.exit_code = 1

@@ -8,6 +8,7 @@ up the fencing, which has to stop a job before its lease can run out and another
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -34,7 +35,9 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     last_lease_ok: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
-    """Why the daemon stopped or dropped this job: 'lease' (lease lost) or 'shutdown'."""
+    """Why the daemon stopped or dropped this job: 'lease' (lease lost), 'timeout' or 'shutdown'."""
+    deadline: float = math.inf
+    """When a running job is stopped for taking too long (the event loop's clock)."""
 
 
 class LeaseKeeper:

@@ -77,36 +77,44 @@ class _Deadline:
 
 
 async def execute(
-    task: Task[Any], job: Job, ctx: TaskContext, *, timeout_s: float, policy: BackoffPolicy
+    task: Task[Any], job: Job, ctx: TaskContext, *, timeout_s: float | None, policy: BackoffPolicy
 ) -> Finished:
-    """Run the handler. Returns the attempt's end; lets outside cancellation through."""
+    """Run the handler. Returns the attempt's end; lets outside cancellation through. `timeout_s` None: the
+    caller enforces the timeout itself (the daemon: worker/deadlines.py)."""
     started = time.monotonic()
     try:
         payload = task.parse(job.payload)
     except InvalidPayload as exc:
         return failure(job, str(exc), started, policy, permanent=True)
+    if timeout_s is None:
+        return await _call(task, payload, ctx, job, started, policy)
     current = asyncio.current_task()
     assert current is not None, "execute() runs inside a task"
     cancelling = current.cancelling()
     deadline = _Deadline(current)
     timer = asyncio.get_running_loop().call_later(timeout_s, deadline.fire)
-    error: Finished | None = None
     try:
-        result = await task.handler(payload, ctx)
+        finished = await _call(task, payload, ctx, job, started, policy)
     except asyncio.CancelledError:
+        timer.cancel()
         if deadline.expired and current.uncancel() <= cancelling:
             return failure(job, f"timed out after {timeout_s:g}s", started, policy, permanent=False)
         raise
-    except PermanentJobError as exc:
-        error = failure(job, _error_text(exc), started, policy, permanent=True)
-    except Exception as exc:
-        error = failure(job, _error_text(exc), started, policy, permanent=False)
-    finally:
-        timer.cancel()
+    timer.cancel()
     if deadline.expired:  # the handler turned the timeout's cancellation into a return or an error of its own
         current.uncancel()
-    if error is not None:
-        return error
+    return finished
+
+
+async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, started: float,
+                policy: BackoffPolicy) -> Finished:
+    """The handler call, its end classified; cancellation goes through."""
+    try:
+        result = await task.handler(payload, ctx)
+    except PermanentJobError as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=True)
+    except Exception as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=False)
     if result is not None:
         try:
             json.dumps(result, allow_nan=False)

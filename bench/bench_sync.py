@@ -11,7 +11,10 @@ concurrency allow, and the number of database round trips (statements the sync s
                                                            one latency)
 
 The simulator runs in its own process (`worker simulate-platform`), so its JSON work does not share the sync's
-event loop. PostgreSQL: WORKER_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres.
+event loop. Each timed run builds its client the way the job does (`GamePlatformClient.from_settings`, default
+settings: 20 requests/s with a burst of 20, so ten batches never wait for the rate limit) and opens its
+connections inside the timed section, as an hourly job does (idle keep-alive connections do not last an hour).
+PostgreSQL: WORKER_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from worker.game_platform.client import GamePlatformClient
 from worker.game_platform.simulator import player_id
 from worker.game_platform.sync import SyncCounters, sync_all_competitor_game_stats
 from worker.migrate import migrate
+from worker.settings import Settings
 from worker.sql import queries
 
 SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -108,17 +112,30 @@ async def _drop_db(name: str) -> None:
         await admin.close()
 
 
+def _settings(url: str, name: str, args: argparse.Namespace, concurrency: int) -> Settings:
+    """The job's settings (defaults, no .env file) for this simulator, database and concurrency."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=_db_url(name),
+        game_platform_base_url=url,
+        game_platform_api_key=API_KEY,
+        game_platform_concurrency=concurrency,
+        game_platform_batch_size=args.batch_size,
+    )
+
+
 async def _one(url: str, name: str, args: argparse.Namespace, concurrency: int) -> list[tuple[float, int, dict]]:
+    settings = _settings(url, name, args, concurrency)
     pool = await db.create_pool(_db_url(name), max_size=max(2, concurrency))
     out = []
     try:
         # Warm the pool's connections and prepared statements once, like a long-running daemon has.
-        async with GamePlatformClient(url, SecretStr(API_KEY), rps=10_000, concurrency=concurrency) as client:
+        async with GamePlatformClient.from_settings(settings) as client:
             await sync_all_competitor_game_stats(pool, client, dry_run=True, batch_size=args.batch_size,
                                                  concurrency=concurrency)
         for _ in range(args.repeat):
             counters = SyncCounters()
-            async with GamePlatformClient(url, SecretStr(API_KEY), rps=10_000, concurrency=concurrency) as client:
+            async with GamePlatformClient.from_settings(settings) as client:
                 started = time.perf_counter()
                 summary = await sync_all_competitor_game_stats(
                     pool, client, batch_size=args.batch_size, concurrency=concurrency, counters=counters
@@ -166,10 +183,11 @@ async def main(args: argparse.Namespace) -> int:
             worst = max(worst, median / bound) if bound else worst
             calibrated = math.ceil(batches / concurrency) * rtt
             worst_cal = max(worst_cal, median / calibrated)
+            default = " (default)" if concurrency == Settings.model_fields["game_platform_concurrency"].default else ""
             print(f"{concurrency:>4} {bound * 1000:>9.1f} {naive * 1000:>9.1f} {median * 1000:>10.1f} "
                   f"{min(times) * 1000:>8.1f} {(median / bound if bound else float('nan')):>12.2f} "
                   f"{calibrated * 1000:>10.1f} {median / calibrated:>10.2f} {trips:>15} "
-                  f"{args.competitors / trips:>15.1f}")
+                  f"{args.competitors / trips:>15.1f}{default}")
         print(f"worst median/bound: {worst:.2f}, worst median/calibrated bound: {worst_cal:.2f} (target <= 1.2); "
               "target <= 1 round trip per 50 competitors")
     finally:

@@ -1,6 +1,5 @@
 """The daemon against a real PostgreSQL: wake-ups, retries, leases, shutdown."""
 
-import math
 import time
 from typing import Any
 
@@ -13,7 +12,8 @@ from structlog.testing import capture_logs
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import AHEAD_MAX_BATCHES, AHEAD_WORK_MS, Daemon, ahead_batches
+from worker.daemon import Daemon
+from worker.prefetch import AHEAD_MAX_BATCHES
 from worker.queue import NewJob
 from worker.tasks import Registry, Task, TaskContext
 
@@ -286,14 +286,19 @@ async def test_very_short_jobs_are_claimed_batches_ahead_and_handed_back_unstart
     assert [r["outcome"] for r in outcomes] == ["interrupted"] * held
 
 
-def test_how_far_ahead_the_daemon_claims_follows_the_jobs_average_duration() -> None:
-    assert ahead_batches(math.inf, 50.0) == 0  # nothing known yet
-    assert ahead_batches(50.0, 50.0) == 0  # long jobs: only the free slots
-    assert ahead_batches(0.0, 50.0) == AHEAD_MAX_BATCHES  # no-op jobs: as deep as allowed
-    assert ahead_batches(AHEAD_WORK_MS / AHEAD_MAX_BATCHES, 50.0) == AHEAD_MAX_BATCHES
-    assert ahead_batches(AHEAD_WORK_MS / 2, 50.0) == 2  # about AHEAD_WORK_MS of work held per slot
-    assert ahead_batches(AHEAD_WORK_MS * 3, 50.0) == 1  # short jobs: one batch ahead
-    assert ahead_batches(0.0, 0.0) == 0  # claim_ahead_below_ms = 0 turns it off
+async def test_no_more_jobs_are_claimed_ahead_once_a_job_runs_longer_than_the_threshold(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=100.0)
+    async with running_daemon(settings, default_registry()) as daemon:
+        quick = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(4)])  # the average: ~0 ms
+        await wait_for(lambda: _all(conn, quick, "succeeded"))
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(2)])
+        await wait_for(lambda: _true(len(daemon.running) == 2))
+        await anyio.sleep(0.3)  # both have now run longer than claim_ahead_below_ms
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(6)])
+        await anyio.sleep(0.5)
+        assert await _running_in_db(conn) == 2 and not daemon.ready
 
 
 async def test_long_jobs_are_not_claimed_ahead(database_url: str, conn: asyncpg.Connection) -> None:

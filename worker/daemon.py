@@ -33,34 +33,19 @@ from worker.hooks import Hooks
 from worker.leases import LeaseKeeper, RunningJob
 from worker.listener import Listener
 from worker.observability import job_logger
+from worker.prefetch import ahead_batches
 from worker.queue import Finished, Job
 from worker.runner import execute, failure
 from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
 from worker.wakeup import Wakeup
 
-__all__ = ["Daemon", "RunningJob", "ahead_batches"]
+__all__ = ["Daemon", "RunningJob"]
 
 log = structlog.get_logger("worker.daemon")
 
 
 Loop = Callable[[], Awaitable[None]]
-
-AHEAD_MAX_BATCHES = 10
-AHEAD_WORK_MS = 5.0
-
-
-def ahead_batches(avg_job_ms: float, below_ms: float) -> int:
-    """Batches (of `concurrency` jobs) to hold claimed ahead of the free slots, from the jobs' average duration:
-    none for jobs of `below_ms` or more; one for short jobs; up to AHEAD_MAX_BATCHES for jobs so short that a
-    batch is over before a claim comes back, while what is held stays about AHEAD_WORK_MS of work per slot
-    (jobs other replicas cannot take meanwhile)."""
-    if avg_job_ms >= below_ms:
-        return 0
-    if avg_job_ms * AHEAD_MAX_BATCHES <= AHEAD_WORK_MS:
-        return AHEAD_MAX_BATCHES
-    return max(1, int(AHEAD_WORK_MS / avg_job_ms))
-
 
 class Daemon:
     def __init__(
@@ -228,7 +213,14 @@ class Daemon:
         return limit - len(self.running) - len(self.ready)
 
     def _ahead_batches(self) -> int:
-        return ahead_batches(self._avg_job_ms, self.settings.claim_ahead_below_ms)
+        """No claiming ahead while a job has been running for claim_ahead_below_ms or longer (the average only
+        learns of a long job when it ends, and jobs held ahead would wait behind it)."""
+        below_ms = self.settings.claim_ahead_below_ms
+        if self.running:
+            oldest = min(rj.started for rj in self.running.values())
+            if (time.monotonic() - oldest) * 1000 >= below_ms:
+                return 0
+        return ahead_batches(self._avg_job_ms, below_ms)
 
     def _batch_target(self) -> int:
         """Claim when this many jobs fit: half the slots, or a whole batch while claiming ahead."""
@@ -301,6 +293,7 @@ class Daemon:
 
     def _start(self, rj: RunningJob) -> None:
         job = rj.job
+        rj.started = time.monotonic()
         self.running[job.id] = rj
         rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
 

@@ -36,6 +36,8 @@ class RunningJob:
     last_lease_ok: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
     """Why the daemon stopped or dropped this job: 'lease' (lease lost), 'timeout' or 'shutdown'."""
+    started: float = math.inf
+    """When the job started (time.monotonic); inf while it waits for a slot."""
     deadline: float = math.inf
     """When a running job is stopped for taking too long (the event loop's clock)."""
 

@@ -1,0 +1,26 @@
+"""How far ahead of its free slots the daemon claims: a pure function of the jobs' recent durations.
+
+A claim takes a round trip; jobs that end before it comes back leave slots idle. So while jobs are short the
+daemon claims more than its free slots (the jobs held ahead are leased and heartbeated like running ones, and
+handed back at once on stop), and the shorter the jobs, the more batches ahead, bounded so that what one
+replica holds stays a few milliseconds of work.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AHEAD_MAX_BATCHES", "AHEAD_WORK_MS", "ahead_batches"]
+
+AHEAD_MAX_BATCHES = 10
+AHEAD_WORK_MS = 5.0
+
+
+def ahead_batches(avg_job_ms: float, below_ms: float) -> int:
+    """Batches (of `concurrency` jobs) to hold claimed ahead of the free slots, from the jobs' average duration:
+    none for jobs of `below_ms` or more; one for short jobs; up to AHEAD_MAX_BATCHES for jobs so short that a
+    batch is over before a claim comes back, while what is held stays about AHEAD_WORK_MS of work per slot
+    (jobs other replicas cannot take meanwhile)."""
+    if avg_job_ms >= below_ms:
+        return 0
+    if avg_job_ms * AHEAD_MAX_BATCHES <= AHEAD_WORK_MS:
+        return AHEAD_MAX_BATCHES
+    return max(1, int(AHEAD_WORK_MS / avg_job_ms))

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import importlib.util
 import random
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -59,12 +57,6 @@ log = structlog.get_logger("worker.game_platform.client")
 M = TypeVar("M", bound=BaseModel)
 _JSON_BODY = {"Content-Type": "application/json"}
 
-# httpcore 1.0 runs `import sniffio` each time one of its locks, events or shields is set up (several times per
-# request) and falls back to asyncio when that fails. sniffio is optional (anyio no longer needs it), and a failed
-# import is not remembered: each one scans sys.path again (~40 us). Where it is not installed, record it as absent
-# once, so those imports fail at once; the outcome (asyncio) is the same.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 @functools.cache

@@ -4,6 +4,8 @@ changes nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -315,3 +317,17 @@ def test_an_error_never_echoes_a_configured_secret(cli: Any, monkeypatch: pytest
     assert code == 2
     assert "not a job id" in err and "[REDACTED]" in err
     assert secret not in out + err
+
+
+def test_the_cli_parser_loads_no_http_stack_and_no_other_face() -> None:
+    # `worker run` and every operator command build this parser first: what it imports, each of them pays for
+    # at start (httpx, Starlette and uvicorn were ~140 ms of a daemon's start-up).
+    code = (
+        "import sys\n"
+        "from worker.cli import build_parser\n"
+        "build_parser().parse_args(['run'])\n"
+        "heavy = ('httpx', 'starlette', 'uvicorn', 'worker.doctor', 'worker.demo', 'worker.game_platform.simulator')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""

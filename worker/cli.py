@@ -45,14 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
     cli_jobs.add_parsers(sub, common)
     cli_ops.add_parsers(sub, common)
-    # Other faces' commands:
-    from worker.game_platform import simulator
-
-    simulator.add_cli_parser(sub)  # `worker simulate-platform`: needs no database or settings
-    from worker import demo
-
-    demo.add_cli_parser(sub)  # `worker demo`: makes its own database and settings
+    # Other faces' commands; their modules (Starlette, uvicorn, httpx) are imported only when they run.
+    _add_simulator_parser(sub)  # `worker simulate-platform`: needs no database or settings
+    _add_demo_parser(sub)  # `worker demo`: makes its own database and settings
     return parser
+
+
+def _add_simulator_parser(sub: Any) -> None:
+    """Add `worker simulate-platform` to the CLI's subparsers."""
+    p = sub.add_parser("simulate-platform", help="serve a simulated game platform API on loopback")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--players", type=int, default=1000)
+    p.add_argument("--api-key", default=None, help="required key (default: any non-empty key)")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503 (0..1)")
+    p.add_argument("--rate-limit-rps", type=float, default=None)
+    p.add_argument("--rate-limit-burst", type=float, default=None)
+    p.add_argument("--retry-after-s", type=int, default=1)
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def _add_demo_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="show the whole system working: database, simulator, daemon, one sync")
+    p.add_argument("--keep-running", action="store_true", help="leave everything up until Ctrl-C")
+    p.add_argument("--coaches", type=int, default=3, help="coaches to seed (default 3)")
+    p.add_argument("--competitors", type=int, default=4, help="competitors per coach (default 4)")
+    p.add_argument("--http-port", type=int, default=0, help="the daemon's HTTP port (default: a free one)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the sync (default 60)")
+    p.add_argument("--verbose", action="store_true", help="show the daemon's logs too")
 
 
 def _one_line(message: str) -> str:

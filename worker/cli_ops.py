@@ -9,9 +9,7 @@ from typing import Any
 from worker import db, operator
 from worker.builtin import default_registry
 from worker.cli_output import print_json, print_table
-from worker.doctor import failed, run_checks
 from worker.errors import UnknownTaskType
-from worker.scheduler import schedules_from_settings
 from worker.settings import Settings
 from worker.sql import queries
 
@@ -84,6 +82,8 @@ async def cmd_cleanup(settings: Settings, args: Args) -> int:
 
 
 async def cmd_schedules(settings: Settings, args: Args) -> int:
+    from worker.scheduler import schedules_from_settings  # croniter: only for this command
+
     now = datetime.now(UTC)
     async with _conn(settings) as conn:
         state = {r["name"]: dict(r) for r in await conn.fetch(queries("operator")["schedules"])}
@@ -106,6 +106,8 @@ async def cmd_schedules(settings: Settings, args: Args) -> int:
 
 
 async def cmd_doctor(settings: Settings, args: Args) -> int:
+    from worker.doctor import failed, run_checks  # httpx and the checks: only for this command
+
     checks = await run_checks(settings, default_registry(settings), url=args.url)
     if args.json:
         print_json({"ok": not failed(checks), "checks": [c.as_dict() for c in checks]})

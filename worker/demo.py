@@ -17,7 +17,6 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio
 import asyncpg
@@ -35,7 +34,7 @@ from worker.service import build_daemon
 from worker.settings import Settings, load_settings
 from worker.sql import queries
 
-__all__ = ["add_cli_parser", "run_cli", "run_demo"]
+__all__ = ["run_cli", "run_demo"]
 
 TASK_TYPE = "game_platform_sync"
 _HIGHLIGHTS = frozenset({
@@ -45,16 +44,6 @@ _HIGHLIGHTS = frozenset({
     "worker_listener_reconnects_total",
 })
 Say = Callable[[str], None]
-
-
-def add_cli_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="show the whole system working: database, simulator, daemon, one sync")
-    p.add_argument("--keep-running", action="store_true", help="leave everything up until Ctrl-C")
-    p.add_argument("--coaches", type=int, default=3, help="coaches to seed (default 3)")
-    p.add_argument("--competitors", type=int, default=4, help="competitors per coach (default 4)")
-    p.add_argument("--http-port", type=int, default=0, help="the daemon's HTTP port (default: a free one)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the sync (default 60)")
-    p.add_argument("--verbose", action="store_true", help="show the daemon's logs too")
 
 
 def run_cli(args: argparse.Namespace) -> int:

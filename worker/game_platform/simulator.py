@@ -53,7 +53,7 @@ from worker.game_platform.contract import (
 )
 from worker.game_platform.ratelimit import TokenBucket
 
-__all__ = ["Simulator", "add_cli_parser", "create_app", "player_id", "run_cli", "serve_simulator"]
+__all__ = ["Simulator", "create_app", "player_id", "run_cli", "serve_simulator"]
 
 _BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 FAULTS = ("429", "429-date", "timeout", "garbage", "truncated", "wrong-shape", "401", "403")
@@ -337,22 +337,6 @@ async def serve_simulator(sim: Simulator, *, host: str = "127.0.0.1", port: int 
         sim.closing().set()
         server.should_exit = True
         await task
-
-
-def add_cli_parser(sub: Any) -> None:
-    """Add `worker simulate-platform` to the CLI's subparsers."""
-    p = sub.add_parser("simulate-platform", help="serve a simulated game platform API on loopback")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--players", type=int, default=1000)
-    p.add_argument("--api-key", default=None, help="required key (default: any non-empty key)")
-    p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503 (0..1)")
-    p.add_argument("--rate-limit-rps", type=float, default=None)
-    p.add_argument("--rate-limit-burst", type=float, default=None)
-    p.add_argument("--retry-after-s", type=int, default=1)
-    p.add_argument("--access-log", action="store_true", help="log every request")
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import socket
 from functools import cached_property
 from typing import Any, Literal
 
+from croniter import croniter
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -173,8 +174,6 @@ class Settings(BaseSettings):
     @field_validator("schedule_game_platform_sync", "schedule_cleanup")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
         value = value.strip()
         if value and not croniter.is_valid(value):
             raise ValueError(f"not a cron expression: {value!r} (empty disables the schedule)")

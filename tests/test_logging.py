@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 
 import pytest
 import structlog
@@ -117,3 +118,28 @@ def test_job_lines_go_through_structlog_when_logs_are_captured() -> None:
     with capture_logs() as captured:
         job_logger(structlog.get_logger("t")).info("job.claimed", job_id="j-1")
     assert captured == [{"event": "job.claimed", "job_id": "j-1", "log_level": "info"}]
+
+
+@pytest.mark.usefixtures("json_logging")
+async def test_lines_logged_from_threads_and_the_loop_at_once_all_arrive_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def from_a_thread(n: int) -> None:
+        for i in range(300):
+            structlog.get_logger("t").info("thread.line", n=n, i=i)
+
+    threads = [threading.Thread(target=from_a_thread, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(300):
+        structlog.get_logger("t").info("loop.line", i=i)
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    for t in threads:
+        t.join()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((d["event"], d.get("n", -1), d["i"]) for d in lines) == sorted(
+        [("loop.line", -1, i) for i in range(300)] + [("thread.line", n, i) for n in range(4) for i in range(300)]
+    )

@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ class _StdoutLogger:
     _pending: ClassVar[list[str]] = []
     _flush_on: ClassVar[asyncio.AbstractEventLoop | None] = None
     """The loop whose next iteration writes the pending lines (a loop may close before it does)."""
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, *_args: Any) -> None:
         pass
@@ -75,26 +77,30 @@ class _StdoutLogger:
 
     @staticmethod
     def write(message: str) -> None:
-        pending = _StdoutLogger._pending
         try:
-            loop = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
-            pending.append(message)
+            loop = None
+        with _StdoutLogger._lock:  # another thread may log meanwhile (a line is never dropped between them)
+            _StdoutLogger._pending.append(message)
+            if loop is None or _StdoutLogger._flush_on is loop:
+                schedule = False
+            else:
+                _StdoutLogger._flush_on = loop
+                schedule = True
+        if loop is None:
             _StdoutLogger._flush()
-            return
-        pending.append(message)
-        if _StdoutLogger._flush_on is not loop:
-            _StdoutLogger._flush_on = loop
+        elif schedule:
             loop.call_soon(_StdoutLogger._flush)
 
     @staticmethod
     def _flush() -> None:
-        _StdoutLogger._flush_on = None
-        pending = _StdoutLogger._pending
-        if not pending:
+        with _StdoutLogger._lock:
+            _StdoutLogger._flush_on = None
+            lines, _StdoutLogger._pending = _StdoutLogger._pending, []
+        if not lines:
             return
-        text = "\n".join(pending) + "\n"
-        pending.clear()
+        text = "\n".join(lines) + "\n"
         with contextlib.suppress(ValueError, OSError):  # stdout closed or gone: nothing left to say there
             sys.stdout.write(text)
             sys.stdout.flush()

@@ -112,7 +112,6 @@ class Completions:
         return max(0.0, soonest - now)
 
 
-
 def _log(blog: Any, f: Finished, worker_id: str) -> None:
     if f.outcome == "succeeded":
         blog.info(

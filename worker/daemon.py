@@ -213,14 +213,9 @@ class Daemon:
         return limit - len(self.running) - len(self.ready)
 
     def _ahead_batches(self) -> int:
-        """No claiming ahead while a job has been running for claim_ahead_below_ms or longer (the average only
-        learns of a long job when it ends, and jobs held ahead would wait behind it)."""
-        below_ms = self.settings.claim_ahead_below_ms
-        if self.running:
-            oldest = min(rj.started for rj in self.running.values())
-            if (time.monotonic() - oldest) * 1000 >= below_ms:
-                return 0
-        return ahead_batches(self._avg_job_ms, below_ms)
+        oldest = min((rj.started for rj in self.running.values()), default=math.inf)
+        running_ms = max(0.0, (time.monotonic() - oldest) * 1000)
+        return ahead_batches(self._avg_job_ms, self.settings.claim_ahead_below_ms, longest_running_ms=running_ms)
 
     def _batch_target(self) -> int:
         """Claim when this many jobs fit: half the slots, or a whole batch while claiming ahead."""

@@ -14,12 +14,13 @@ AHEAD_MAX_BATCHES = 10
 AHEAD_WORK_MS = 5.0
 
 
-def ahead_batches(avg_job_ms: float, below_ms: float) -> int:
+def ahead_batches(avg_job_ms: float, below_ms: float, *, longest_running_ms: float = 0.0) -> int:
     """Batches (of `concurrency` jobs) to hold claimed ahead of the free slots, from the jobs' average duration:
     none for jobs of `below_ms` or more; one for short jobs; up to AHEAD_MAX_BATCHES for jobs so short that a
     batch is over before a claim comes back, while what is held stays about AHEAD_WORK_MS of work per slot
-    (jobs other replicas cannot take meanwhile)."""
-    if avg_job_ms >= below_ms:
+    (jobs other replicas cannot take meanwhile). None either while a running job has already taken `below_ms`
+    (the average only learns of a long job when it ends, and jobs held ahead would wait behind it)."""
+    if avg_job_ms >= below_ms or longest_running_ms >= below_ms:
         return 0
     if avg_job_ms * AHEAD_MAX_BATCHES <= AHEAD_WORK_MS:
         return AHEAD_MAX_BATCHES

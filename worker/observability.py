@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +29,7 @@ def _dumps(obj: Any, **kw: Any) -> str:
 
 
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+EventDict = MutableMapping[str, Any]
 
 
 class _Clock:
@@ -48,7 +49,7 @@ class _Clock:
         return f"{cls.prefix}{int((t - second) * 1_000_000):06d}Z"
 
 
-def _add_level_and_timestamp(_logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_level_and_timestamp(_logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """structlog's add_log_level and TimeStamper(fmt="iso", utc=True) in one step."""
     event_dict["level"] = _LEVEL_NAMES.get(method, method)
     event_dict["timestamp"] = _Clock.now()
@@ -149,8 +150,7 @@ class _JobLines:
     def _emit(self, method: str, event: str, fields: dict[str, Any]) -> None:
         fields["event"] = event
         event_dict = structlog.contextvars.merge_contextvars(None, method, fields)
-        event_dict["level"] = _LEVEL_NAMES.get(method, method)
-        event_dict["timestamp"] = _Clock.now()
+        event_dict = _add_level_and_timestamp(None, method, event_dict)
         if "exc_info" in event_dict:
             event_dict = structlog.processors.format_exc_info(None, method, event_dict)
         if self.redactor is not None:

@@ -124,7 +124,9 @@ def _settings(url: str, name: str, args: argparse.Namespace, concurrency: int) -
     )
 
 
-async def _one(url: str, name: str, args: argparse.Namespace, concurrency: int) -> list[tuple[float, int, dict]]:
+async def _one(
+    url: str, name: str, args: argparse.Namespace, concurrency: int
+) -> list[tuple[float, float, int, dict]]:
     settings = _settings(url, name, args, concurrency)
     pool = await db.create_pool(_db_url(name), max_size=max(2, concurrency))
     out = []
@@ -136,12 +138,12 @@ async def _one(url: str, name: str, args: argparse.Namespace, concurrency: int) 
         for _ in range(args.repeat):
             counters = SyncCounters()
             async with GamePlatformClient.from_settings(settings) as client:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 summary = await sync_all_competitor_game_stats(
                     pool, client, batch_size=args.batch_size, concurrency=concurrency, counters=counters
                 )
-                elapsed = time.perf_counter() - started
-            out.append((elapsed, counters.db_round_trips, summary))
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            out.append((elapsed, cpu, counters.db_round_trips, summary))
     finally:
         await pool.close()
     return out
@@ -165,7 +167,7 @@ async def main(args: argparse.Namespace) -> int:
               f"simulator latency {args.latency_ms:g} ms, {args.repeat} runs per row (run 1 inserts, then unchanged)")
         print(f"one batch request alone (calibration): {rtt * 1000:.1f} ms for {args.latency_ms:g} ms latency")
         print(f"{'conc':>4} {'bound ms':>9} {'naive ms':>9} {'median ms':>10} {'best ms':>8} {'median/bound':>12} "
-              f"{'calibrated':>10} {'median/cal':>10} {'db round trips':>15} {'competitors/rt':>15}")
+              f"{'calibrated':>10} {'median/cal':>10} {'cpu ms':>7} {'db round trips':>15} {'competitors/rt':>15}")
         worst = worst_cal = 0.0
         for concurrency in args.concurrency:
             name = await _fresh_db(args.competitors)
@@ -173,12 +175,13 @@ async def main(args: argparse.Namespace) -> int:
                 runs = await _one(url, name, args, concurrency)
             finally:
                 await _drop_db(name)
-            for _, _, summary in runs:
+            for _, _, _, summary in runs:
                 assert summary["fetched"] == args.competitors and summary["failed"] == 0, summary
             bound = math.ceil(batches / concurrency) * latency
             naive = batches * latency / concurrency
-            times = [e for e, _, _ in runs]
-            trips = max(t for _, t, _ in runs)
+            times = [e for e, _, _, _ in runs]
+            cpu_ms = statistics.median(c for _, c, _, _ in runs) * 1000
+            trips = max(t for _, _, t, _ in runs)
             median = statistics.median(times)
             worst = max(worst, median / bound) if bound else worst
             calibrated = math.ceil(batches / concurrency) * rtt
@@ -186,7 +189,7 @@ async def main(args: argparse.Namespace) -> int:
             default = " (default)" if concurrency == Settings.model_fields["game_platform_concurrency"].default else ""
             print(f"{concurrency:>4} {bound * 1000:>9.1f} {naive * 1000:>9.1f} {median * 1000:>10.1f} "
                   f"{min(times) * 1000:>8.1f} {(median / bound if bound else float('nan')):>12.2f} "
-                  f"{calibrated * 1000:>10.1f} {median / calibrated:>10.2f} {trips:>15} "
+                  f"{calibrated * 1000:>10.1f} {median / calibrated:>10.2f} {cpu_ms:>7.1f} {trips:>15} "
                   f"{args.competitors / trips:>15.1f}{default}")
         print(f"worst median/bound: {worst:.2f}, worst median/calibrated bound: {worst_cal:.2f} (target <= 1.2); "
               "target <= 1 round trip per 50 competitors")

@@ -47,6 +47,7 @@ log = structlog.get_logger("worker.daemon")
 
 Loop = Callable[[], Awaitable[None]]
 
+
 class Daemon:
     def __init__(
         self,

@@ -168,7 +168,6 @@ def job_logger(logger: Any) -> Any:
     min_level = _LEVEL_OF_WRAPPER.get(config["wrapper_class"])
     standard = (
         config["logger_factory"] is _StdoutLogger
-        and min_level is not None
         and len(processors) in (4, 5)
         and processors[0] is structlog.contextvars.merge_contextvars
         and processors[1] is _add_level_and_timestamp

@@ -58,7 +58,6 @@ M = TypeVar("M", bound=BaseModel)
 _JSON_BODY = {"Content-Type": "application/json"}
 
 
-
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR), built once per process: loading

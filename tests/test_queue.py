@@ -10,6 +10,7 @@ import pytest
 from worker import queue
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
 from worker.queue import Finished, NewJob
+from worker.sql import queries
 
 
 async def test_enqueue_inserts_a_pending_row_with_payload_and_run_at(conn: asyncpg.Connection) -> None:
@@ -287,3 +288,32 @@ async def test_a_large_batch_is_recorded_without_comparing_every_row_with_every_
     plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
     assert plan["Actual Rows"] == 500  # every job recorded, each with its ledger row
     assert _join_filter_rejections(plan) == 0, json.dumps(plan, indent=1)
+
+
+def _scans(plan: Any) -> list[tuple[str, str]]:
+    """(node type, relation) of every node of a plan that reads a table."""
+    here = [(plan["Node Type"], plan["Relation Name"])] if "Relation Name" in plan else []
+    return here + [s for p in plan.get("Plans", []) for s in _scans(p)]
+
+
+@pytest.mark.parametrize("statement", ["claim", "recover_and_claim"])
+async def test_a_large_claim_reads_the_rows_it_claims_not_the_whole_table(
+    conn: asyncpg.Connection, statement: str
+) -> None:
+    # Joined to the picked ids, the update of a large claim was planned as a hash join over a sequential scan of
+    # job_queue: every claim of a busy worker read every row (finished ones included) to update a few hundred.
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(20_000)])
+    await conn.execute("ANALYZE job_queue")
+    args: tuple[Any, ...] = (["noop"], 800, "w1", 30.0) + ((10,) if statement == "recover_and_claim" else ())
+    tx = conn.transaction()
+    await tx.start()
+    try:  # EXPLAIN ANALYZE runs the statement: inside a transaction that is rolled back
+        explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {queries('queue')[statement]}", *args)
+    finally:
+        await tx.rollback()
+    plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+    scans = _scans(plan)
+    assert ("ModifyTable", "job_queue") in scans
+    assert ("Seq Scan", "job_queue") not in scans, json.dumps(plan, indent=1)
+    jobs = await queue.claim(conn, worker_id="w1", task_types=["noop"], limit=800, lease_s=30)
+    assert len(jobs) == 800 and len({j.id for j in jobs}) == 800

@@ -42,17 +42,21 @@ WITH picked AS (
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE job_queue AS j
+    SET status = 'running',
+        attempts = j.attempts + 1,
+        locked_by = $3,
+        locked_until = now() + make_interval(secs => $4),
+        started_at = now(),
+        updated_at = now()
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))  -- an array, not a join: see recover_and_claim
+    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.started_at
 )
-UPDATE job_queue AS j
-SET status = 'running',
-    attempts = j.attempts + 1,
-    locked_by = $3,
-    locked_until = now() + make_interval(secs => $4),
-    started_at = now(),
-    updated_at = now()
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.started_at;
+SELECT id, task_type, payload, attempts, max_attempts, priority, started_at
+FROM claimed
+ORDER BY priority DESC, run_at, id;
 
 -- name: recover_and_claim
 -- The poll's one statement: recover expired leases (as recover_expired) and claim (as claim). Recovered jobs
@@ -109,16 +113,20 @@ claimed AS (
         locked_until = now() + make_interval(secs => $4),
         started_at = now(),
         updated_at = now()
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.started_at
+    -- The picked ids as an array, not a join: joined, a large claim was planned as a hash over a sequential
+    -- scan of job_queue (every row read, finished ones included, to update a few hundred); as an array the
+    -- update reads just the claimed rows through the key, in the heap's order, so the rows are sorted below
+    -- (the daemon starts claimed jobs in the order it gets them).
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+    RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.started_at
 )
-SELECT 'claimed' AS kind, c.id, c.task_type, c.payload, c.attempts, c.max_attempts, c.priority,
+SELECT 'claimed' AS kind, c.id, c.task_type, c.payload, c.attempts, c.max_attempts, c.priority, c.run_at,
        c.started_at, NULL::text AS status, NULL::text AS locked_by
 FROM claimed AS c
 UNION ALL
-SELECT 'recovered', r.id, r.task_type, NULL, r.attempts, NULL, NULL, NULL, r.status, r.locked_by
-FROM recovered AS r;
+SELECT 'recovered', r.id, r.task_type, NULL, r.attempts, NULL, NULL, NULL, NULL, r.status, r.locked_by
+FROM recovered AS r
+ORDER BY kind, priority DESC, run_at, id;
 
 -- name: claim_ids
 -- Claim exactly these jobs (run-now, /api/jobs/run with ids) if they are pending; paused or not due is fine.

@@ -317,3 +317,17 @@ async def test_a_large_claim_reads_the_rows_it_claims_not_the_whole_table(
     assert ("Seq Scan", "job_queue") not in scans, json.dumps(plan, indent=1)
     jobs = await queue.claim(conn, worker_id="w1", task_types=["noop"], limit=800, lease_s=30)
     assert len(jobs) == 800 and len({j.id for j in jobs}) == 800
+
+
+async def test_an_idle_queues_claims_reuse_one_generic_plan(conn: asyncpg.Connection) -> None:
+    # Planning the claim anew for every wake-up cost a one-job claim ~0.2 ms of its ~0.6; PostgreSQL switches a
+    # prepared statement to a generic plan after five executions only when that plan's estimate is no worse.
+    for _ in range(10):
+        await queue.enqueue(conn, NewJob("noop"))
+        (job,) = await queue.claim(conn, worker_id="w1", task_types=["noop", "other"], limit=10, lease_s=30)
+        await queue.finish(conn, "w1", [_finished(job, "succeeded", "succeeded")])
+    plans = await conn.fetchrow(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+        queries("queue")["claim"],
+    )
+    assert plans is not None and plans["generic_plans"] >= 4, dict(plans or {})

@@ -26,16 +26,23 @@ RETURNING id;
 -- name: claim
 -- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
 -- Paused task types (job_queue_pause, '*' = all) are skipped: the claimable types are computed once, as an
--- InitPlan (the handled types minus the paused ones; none under a global pause), so each index entry the scan
--- visits costs one array test, and the plan stays on job_queue_claim_idx (a correlated NOT EXISTS here turns
--- into an anti join that sorts every due pending job).
+-- InitPlan (the handled types minus the paused ones; a global pause is a one-time test), so each index entry
+-- the scan visits costs one array test, and the plan stays on job_queue_claim_idx (a correlated NOT EXISTS
+-- here turns into an anti join that sorts every due pending job; `task_type = ANY ($1)` in the open lets the
+-- planner count the due jobs of those types, and it sorts them all for a large claim). The InitPlan's cost
+-- does not grow with the number of types (EXCEPT, not a join probing the pause table per type), so after five
+-- executions PostgreSQL keeps one generic plan for an idle queue's small claims instead of planning each anew
+-- (a one-job claim 0.58 -> 0.37 ms, measured); a backlog's large claims stay on custom plans (a generic plan
+-- estimates LIMIT $2 at a tenth of the table), of the same shape.
 WITH picked AS (
     SELECT id
     FROM job_queue
     WHERE status = 'pending' AND run_at <= now()
       AND task_type = ANY (ARRAY(
-            SELECT t FROM unnest($1::text[]) AS t
-            WHERE NOT EXISTS (SELECT 1 FROM job_queue_pause AS p WHERE p.task_type IN (t, '*'))))
+            SELECT unnest($1::text[])
+            EXCEPT
+            SELECT p.task_type FROM job_queue_pause AS p))
+      AND NOT EXISTS (SELECT FROM job_queue_pause AS p WHERE p.task_type = '*')
       -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
       -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
       AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -96,8 +103,10 @@ picked AS (
     FROM job_queue
     WHERE status = 'pending' AND run_at <= now()
       AND task_type = ANY (ARRAY(
-            SELECT t FROM unnest($1::text[]) AS t
-            WHERE NOT EXISTS (SELECT 1 FROM job_queue_pause AS p WHERE p.task_type IN (t, '*'))))
+            SELECT unnest($1::text[])
+            EXCEPT
+            SELECT p.task_type FROM job_queue_pause AS p))
+      AND NOT EXISTS (SELECT FROM job_queue_pause AS p WHERE p.task_type = '*')
       -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
       -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
       AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'

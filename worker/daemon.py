@@ -30,7 +30,7 @@ from worker.completions import Completions
 from worker.deadlines import Deadlines
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.leases import LeaseKeeper, RunningJob
+from worker.leases import LeaseKeeper, RunningJob, report_recovered
 from worker.listener import Listener
 from worker.observability import job_logger
 from worker.prefetch import ahead_batches
@@ -200,8 +200,6 @@ class Daemon:
                 log.warning("fetch.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 await self.wakeup.wait(delay)
                 continue
-            if jobs:
-                self._claimed(jobs)
             self._fill_slots()
             timer_fired = False
             if len(jobs) < room:  # nothing more due now: sleep until NOTIFY, a timer, or stop
@@ -254,33 +252,37 @@ class Daemon:
             await self.slot_freed.wait(remaining)
 
     async def _claim(self, free: int, *, recover: bool) -> list[Job]:
-        """Claim up to `free` jobs in one statement; when `recover`, the same statement recovers leases."""
+        """Claim up to `free` jobs in one statement (when `recover`, the same statement recovers leases) and
+        start those that fit before the connection goes back to the pool: asyncpg's release takes a trip through
+        the event loop, which the jobs' first steps then share (an idle worker's wake-up ~0.1 ms sooner)."""
+        recovered: list[dict[str, Any]] = []
         async with self.pool.acquire() as conn:
-            if not recover:
-                return await queue.claim(
+            if recover:
+                jobs, recovered = await queue.recover_and_claim(
                     conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
                     lease_s=self.settings.lease_s,
                 )
-            jobs, recovered = await queue.recover_and_claim(
-                conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                lease_s=self.settings.lease_s,
-            )
-        self.last_recovery_monotonic = time.monotonic()
-        for row in recovered:
-            log.warning(
-                "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"],
-                attempt=row["attempts"], status=row["status"], abandoned_by=row["locked_by"],
-                worker_id=self.worker_id,
-            )
-            self.hooks.lease_recovered(row)
+            else:
+                jobs = await queue.claim(
+                    conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
+                    lease_s=self.settings.lease_s,
+                )
+            if jobs:
+                self._claimed(jobs)
+        if recover:
+            self.last_recovery_monotonic = time.monotonic()
+            report_recovered(recovered, self.worker_id, self.hooks)
         return jobs
 
     # --- running --------------------------------------------------------------------------------
     def _claimed(self, jobs: list[Job]) -> None:
-        """The jobs one claim took (their rows are `running` now): held, logged and reported as a batch."""
-        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
+        """The jobs one claim took (their rows are `running` now): held, those that fit started, then logged and
+        reported as a batch (the lines are rendered now, before any job runs; the write comes later)."""
         for job in jobs:
             self.ready[job.id] = RunningJob(job)
+        self._fill_slots()
+        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
+        for job in jobs:
             blog.info(
                 "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
                 worker_id=self.worker_id,

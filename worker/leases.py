@@ -11,8 +11,9 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import asyncpg
@@ -20,9 +21,10 @@ import structlog
 
 from worker import queue
 from worker.errors import DatabaseUnavailable
+from worker.hooks import Hooks
 from worker.queue import Job
 
-__all__ = ["LeaseKeeper", "RunningJob"]
+__all__ = ["LeaseKeeper", "RunningJob", "report_recovered"]
 
 log = structlog.get_logger("worker.leases")
 
@@ -104,3 +106,13 @@ class LeaseKeeper:
         for rj in list(self.held()):
             if rj.stop_reason is None and now - rj.last_lease_ok > limit:
                 self.lose(rj, f"lease not renewed for {now - rj.last_lease_ok:.1f}s")
+
+
+def report_recovered(rows: Iterable[Mapping[str, Any]], worker_id: str, hooks: Hooks) -> None:
+    """Log and report the jobs whose expired leases a claim recovered (pending again, or failed for good)."""
+    for row in rows:
+        log.warning(
+            "job.lease_recovered", job_id=str(row["id"]), task_type=row["task_type"], attempt=row["attempts"],
+            status=row["status"], abandoned_by=row["locked_by"], worker_id=worker_id,
+        )
+        hooks.lease_recovered(row)

@@ -87,13 +87,19 @@ async def test_database_constraints_reject_what_the_api_rejects(conn: asyncpg.Co
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 0
 
 
-async def test_claim_orders_by_priority_then_run_at_and_only_due_jobs(conn: asyncpg.Connection) -> None:
+@pytest.mark.parametrize("recover", [False, True])
+async def test_claim_orders_by_priority_then_run_at_and_only_due_jobs(
+    conn: asyncpg.Connection, recover: bool
+) -> None:
     now = datetime.now(UTC)
     low_old = await queue.enqueue(conn, NewJob("noop", run_at=now - timedelta(minutes=2)))
     high = await queue.enqueue(conn, NewJob("noop", priority=10, run_at=now - timedelta(minutes=1)))
     low_new = await queue.enqueue(conn, NewJob("noop", run_at=now - timedelta(minutes=1)))
     await queue.enqueue(conn, NewJob("noop", run_at=now + timedelta(hours=1)))
-    jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=10, lease_s=30)
+    if recover:
+        jobs, _ = await queue.recover_and_claim(conn, worker_id="w", task_types=["noop"], limit=10, lease_s=30)
+    else:
+        jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=10, lease_s=30)
     assert [j.id for j in jobs] == [high.id, low_old.id, low_new.id]
     assert all(j.attempt == 1 for j in jobs)
     row = await queue.get_job(conn, high.id)

@@ -263,6 +263,17 @@ class _Recorder:
         return []
 
 
+async def _explain_analyze(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
+    """The plan of `sql` as run (EXPLAIN ANALYZE runs it: inside a transaction that is rolled back)."""
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    finally:
+        await tx.rollback()
+    return (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+
+
 def _join_filter_rejections(plan: Any) -> int:
     return int(plan.get("Rows Removed by Join Filter", 0)) + sum(
         _join_filter_rejections(p) for p in plan.get("Plans", [])
@@ -285,13 +296,7 @@ async def test_a_large_batch_is_recorded_without_comparing_every_row_with_every_
     else:
         await queue.release(recorder, "w1", [(j.id, j.attempt, j.started_at) for j in jobs])
     ((sql, args),) = recorder.calls
-    tx = conn.transaction()
-    await tx.start()
-    try:  # EXPLAIN ANALYZE runs the statement: inside a transaction that is rolled back
-        explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
-    finally:
-        await tx.rollback()
-    plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+    plan = await _explain_analyze(conn, sql, *args)
     assert plan["Actual Rows"] == 500  # every job recorded, each with its ledger row
     assert _join_filter_rejections(plan) == 0, json.dumps(plan, indent=1)
 
@@ -311,13 +316,7 @@ async def test_a_large_claim_reads_the_rows_it_claims_not_the_whole_table(
     await queue.enqueue_many(conn, [NewJob("noop") for _ in range(20_000)])
     await conn.execute("ANALYZE job_queue")
     args: tuple[Any, ...] = (["noop"], 800, "w1", 30.0) + ((10,) if statement == "recover_and_claim" else ())
-    tx = conn.transaction()
-    await tx.start()
-    try:  # EXPLAIN ANALYZE runs the statement: inside a transaction that is rolled back
-        explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {queries('queue')[statement]}", *args)
-    finally:
-        await tx.rollback()
-    plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+    plan = await _explain_analyze(conn, queries("queue")[statement], *args)
     scans = _scans(plan)
     assert ("ModifyTable", "job_queue") in scans
     assert ("Seq Scan", "job_queue") not in scans, json.dumps(plan, indent=1)

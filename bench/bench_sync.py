@@ -4,7 +4,8 @@
 
 For each concurrency it runs the sync `--repeat` times on a fresh throwaway database (first run: every row
 inserted; the following runs: unchanged), and prints the elapsed time beside the ideal bound the batching and
-concurrency allow, and the number of database round trips (statements the sync sent: 1 select + 1 per batch).
+concurrency allow, and the number of database round trips (statements the sync sent: 1 select, then at most
+1 upsert per batch: one writer takes every answer that arrived during its previous write).
 
     ideal bound = ceil(batches / concurrency) x latency   (the brief's batches x latency / concurrency, rounded
                                                            up to whole waves: a batch cannot take less than

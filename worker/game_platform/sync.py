@@ -3,9 +3,13 @@
 One query lists the competitors (coach and staleness filters applied in SQL); they are cut into batches of the
 platform's batch endpoint; at most `concurrency` batch requests are in flight (one fetcher task per slot, which
 sends the next batch as soon as its previous answer is in); each fetched batch is written with ONE upsert
-statement (parallel arrays through unnest) by a task of its own, so writes overlap the next fetches. A failed
-batch or player is recorded in `errors` and the others carry on. 401/403 (or a database failure) stops
-everything at once and raises; so does a run in which every competitor failed.
+statement (parallel arrays through unnest) by one writer task, so writes overlap the next fetches: while one
+write is in flight the answers that arrive meanwhile are matched and queued, and the next write takes all of
+them (up to WRITE_MAX_ROWS) in one statement. One writer keeps PostgreSQL to one backend's work at a time
+(eight upserts at once fought the simulator, the client and each other for two cores) and sends fewer
+statements than batches when answers arrive together. A failed batch or player is recorded in `errors` and
+the others carry on. 401/403 (or a database failure) stops everything at once and raises; so does a run in
+which every competitor failed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -35,6 +39,8 @@ log = structlog.get_logger("worker.game_platform.sync")
 _Q = queries("game_platform")
 PROGRESS_STEPS = 10
 """Progress is logged each time another tenth of the competitors is done."""
+WRITE_MAX_ROWS = 1000
+"""Most stats rows one upsert statement carries."""
 
 
 @dataclass
@@ -60,6 +66,12 @@ class _Run:
     last_step: int = 0
     errors: list[dict[str, str]] | None = None
     fatal: BaseException | None = None
+    queued: list[tuple[UUID, PlayerStats]] = field(default_factory=list)
+    """Matched rows waiting for the writer."""
+    queued_done: int = 0
+    """Competitors whose batch is matched and waits for the writer (progress counts them once written)."""
+    wake_writer: anyio.Event = field(default_factory=anyio.Event)
+    fetching: bool = True
 
     def fail(self, competitor_id: UUID, error: str) -> None:
         assert self.errors is not None
@@ -110,8 +122,8 @@ async def _fetch(run: _Run, batch: Batch) -> tuple[Batch, dict[str, UUID], Batch
     return batch, by_player, answer
 
 
-async def _store(run: _Run, batch: Batch, by_player: dict[str, UUID], answer: BatchResponse) -> None:
-    """Match one answer to the batch's competitors and write what it holds (one statement)."""
+def _match(run: _Run, batch: Batch, by_player: dict[str, UUID], answer: BatchResponse) -> None:
+    """Match one answer to the batch's competitors and queue what it holds for the writer."""
     found: dict[str, PlayerStats] = {}
     for stats in answer.data:
         if stats.player_id in by_player:
@@ -125,25 +137,41 @@ async def _store(run: _Run, batch: Batch, by_player: dict[str, UUID], answer: Ba
         if player not in reported:
             run.fail(cid, "missing from the platform's answer")
     run.fetched += len(found)
-    if found:
-        await run.write([(by_player[p], s) for p, s in found.items()])
-    run.progress(len(batch))
+    run.queued.extend((by_player[p], s) for p, s in found.items())
+    run.queued_done += len(batch)
+    run.wake_writer.set()
 
 
-async def _fetcher(run: _Run, batches: Iterator[Batch], tg: anyio.abc.TaskGroup) -> None:
-    """One request slot: fetches batch after batch until none is left. Each answer is stored by a task of its
-    own, so the slot's next request goes out at once, before that answer is matched and written (handing the
-    slot to a waiting task instead would queue its request behind every answer that arrived meanwhile)."""
+async def _writer(run: _Run) -> None:
+    """The one writer: writes what is queued, in statements of up to WRITE_MAX_ROWS rows, until the fetchers
+    are done and nothing is left."""
+    while True:
+        await run.wake_writer.wait()
+        run.wake_writer = anyio.Event()
+        while run.queued or run.queued_done:
+            rows, run.queued = run.queued[:WRITE_MAX_ROWS], run.queued[WRITE_MAX_ROWS:]
+            done = run.queued_done if not run.queued else 0
+            run.queued_done -= done
+            if rows:
+                await run.write(rows)
+            run.progress(done)
+        if not run.fetching:
+            return
+
+
+async def _fetcher(run: _Run, batches: Iterator[Batch]) -> None:
+    """One request slot: fetches batch after batch until none is left. Each answer is matched and queued for
+    the writer, and the slot's next request goes out at once."""
     for batch in batches:
         got = await _fetch(run, batch)
         if got is not None:
-            tg.start_soon(_guarded, run, _store, got, tg.cancel_scope)
+            _match(run, *got)
 
 
 async def _guarded(
     run: _Run, step: Callable[..., Awaitable[None]], args: tuple[Any, ...], scope: anyio.CancelScope
 ) -> None:
-    """Run one fetcher or store; a fatal error is kept and cancels the others (no ExceptionGroup to unwrap)."""
+    """Run one fetcher or the writer; a fatal error is kept and cancels the others (no ExceptionGroup to unwrap)."""
     try:
         await step(run, *args)
     except Exception as exc:
@@ -192,8 +220,12 @@ async def sync_all_competitor_game_stats(
     requests_before = client.requests_sent
     pending = iter(batches)
     async with anyio.create_task_group() as tg:
-        for _ in range(min(max(1, concurrency), len(batches))):
-            tg.start_soon(_guarded, run, _fetcher, (pending, tg), tg.cancel_scope)
+        tg.start_soon(_guarded, run, _writer, (), tg.cancel_scope)
+        async with anyio.create_task_group() as fetchers:
+            for _ in range(min(max(1, concurrency), len(batches))):
+                fetchers.start_soon(_guarded, run, _fetcher, (pending,), tg.cancel_scope)
+        run.fetching = False
+        run.wake_writer.set()
     counters.http_requests += client.requests_sent - requests_before
     if run.fatal is not None:
         raise run.fatal

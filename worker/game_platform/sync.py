@@ -2,14 +2,14 @@
 
 One query lists the competitors (coach and staleness filters applied in SQL); they are cut into batches of the
 platform's batch endpoint; at most `concurrency` batch requests are in flight (one fetcher task per slot, which
-sends the next batch as soon as its previous answer is in); each fetched batch is written with ONE upsert
-statement (parallel arrays through unnest) by one writer task, so writes overlap the next fetches: while one
-write is in flight the answers that arrive meanwhile are matched and queued, and the next write takes all of
-them (up to WRITE_MAX_ROWS) in one statement. One writer keeps PostgreSQL to one backend's work at a time
-(eight upserts at once fought the simulator, the client and each other for two cores) and sends fewer
-statements than batches when answers arrive together. A failed batch or player is recorded in `errors` and
-the others carry on. 401/403 (or a database failure) stops everything at once and raises; so does a run in
-which every competitor failed.
+sends the next batch as soon as its previous answer is in); the answers are written by one writer task, ONE upsert
+statement (parallel arrays through unnest) per write, so writes overlap the next fetches: while one write is in
+flight the answers that arrive meanwhile are matched and queued, and the next write takes all of them (up to
+WRITE_MAX_ROWS) in one statement. So a run holds one pool connection at a time and sends fewer statements than
+batches when answers arrive together (a task per batch had up to `concurrency` upserts in flight, each on a
+connection of the daemon's pool, competing for the database's CPU). A failed batch or player is recorded in
+`errors` and the others carry on. 401/403 (or a database failure) stops everything at once and raises; so does a
+run in which every competitor failed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 from uuid import UUID
 
 import anyio
-import anyio.abc
 import asyncpg
 import structlog
 

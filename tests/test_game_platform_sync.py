@@ -230,6 +230,20 @@ async def test_answers_that_arrive_during_a_write_go_out_together_in_one_stateme
     assert counters.db_round_trips <= 3  # the select, the write that waited, one write for everything queued
 
 
+async def test_a_failed_write_stops_the_sync_at_once_and_raises(platform: Platform, pool: asyncpg.Pool) -> None:
+    await seed_competitors(pool, 1000)
+    await pool.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'stats refused'; END $$;"
+        " CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON competitor_game_stats"
+        " FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    platform.sim.latency_s = 0.2  # the first write fails long before the second answer is in
+    with pytest.raises(asyncpg.RaiseError, match="stats refused"):
+        await _sync(platform, pool, batch_size=100, concurrency=1)
+    assert len(platform.sim.requests_to("/v1/stats/batch")) <= 2  # the request in flight, no more
+    assert await pool.fetchval("SELECT count(*) FROM competitor_game_stats") == 0
+
+
 async def test_at_most_concurrency_batch_requests_are_in_flight(platform: Platform, pool: asyncpg.Pool) -> None:
     await seed_competitors(pool, 90)
     platform.sim.latency_s = 0.1

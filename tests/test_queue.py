@@ -336,3 +336,24 @@ async def test_an_idle_queues_claims_reuse_one_generic_plan(conn: asyncpg.Connec
         queries("queue")["claim"],
     )
     assert plans is not None and plans["generic_plans"] >= 4, dict(plans or {})
+
+
+async def test_a_finish_locks_each_row_at_most_once(conn: asyncpg.Connection) -> None:
+    """Recording a finished job must not lock its row a second time. A BEFORE UPDATE row trigger made PostgreSQL
+    lock every updated row before the update (a WAL record each), whether or not the trigger fired; the only
+    tuple lock left is the one PostgreSQL takes when the new row version goes to another page."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(300)])
+    jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=300, lease_s=30)
+    start = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+    acked = await queue.finish(conn, "w", [_finished(j, "succeeded", "succeeded") for j in jobs])
+    end = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+    assert len(acked) == 300
+    stats = {
+        r["kind"]: r["count"]
+        for r in await conn.fetch(
+            'SELECT "resource_manager/record_type" AS kind, count FROM pg_get_wal_stats($1, $2, true)', start, end
+        )
+    }
+    assert stats.get("Heap/UPDATE", 0) + stats.get("Heap/UPDATE+INIT", 0) + stats.get("Heap/HOT_UPDATE", 0) == 300
+    assert stats.get("Heap/LOCK", 0) <= 300

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from worker.observability import configure_logging, job_logger
+from worker.observability import configure_logging, job_lines
 
 
 @pytest.fixture
@@ -83,14 +83,15 @@ def test_job_lines_rendered_in_one_step_equal_structlog_s_own(
     old = structlog.get_config()
     try:
         configure_logging("info", "json", secrets=secrets)
-        fast = job_logger(structlog.get_logger("t"))
-        assert not isinstance(fast, structlog.typing.BindableLogger)  # the one-step path was taken
         with structlog.contextvars.bound_contextvars(request_id="r-1"):
-            for logger in (structlog.get_logger("t").bind(), fast):
-                logger.info("job.succeeded", job_id="j-1", attempt=2, duration_ms=0, url="http://u:hunter2-key@h/")
-                logger.warning("job.failed", job_id="j-2", error="boom", retry_at=None)
-                logger.error("job.failed_permanently", job_id="j-3", error="RuntimeError: x")
-                logger.debug("not.shown")
+            slow = structlog.get_logger("t").bind()
+            with job_lines(structlog.get_logger("t")) as fast:
+                assert not isinstance(fast, structlog.typing.BindableLogger)  # the one-step path was taken
+                for logger in (slow, fast):
+                    logger.info("job.succeeded", job_id="j-1", attempt=2, duration_ms=0, url="http://u:hunter2-key@h/")
+                    logger.warning("job.failed", job_id="j-2", error="boom", retry_at=None)
+                    logger.error("job.failed_permanently", job_id="j-3", error="RuntimeError: x")
+                    logger.debug("not.shown")
     finally:
         structlog.configure(**old)
     lines = _without_timestamp(capsys.readouterr().out)
@@ -105,18 +106,33 @@ def test_job_lines_respect_the_configured_level(capsys: pytest.CaptureFixture[st
     old = structlog.get_config()
     try:
         configure_logging("warning", "json")
-        fast = job_logger(structlog.get_logger("t"))
-        fast.info("job.succeeded", job_id="j-1")
-        fast.warning("job.failed", job_id="j-2")
+        with job_lines(structlog.get_logger("t")) as fast:
+            fast.info("job.succeeded", job_id="j-1")
+            fast.warning("job.failed", job_id="j-2")
     finally:
         structlog.configure(**old)
     assert [line["event"] for line in _without_timestamp(capsys.readouterr().out)] == ["job.failed"]
 
 
+def test_a_batch_of_job_lines_is_written_together_when_it_ends(capsys: pytest.CaptureFixture[str]) -> None:
+    old = structlog.get_config()
+    try:
+        configure_logging("info", "json")
+        with job_lines(structlog.get_logger("t")) as batch:
+            batch.info("job.claimed", job_id="j-1")
+            batch.info("job.claimed", job_id="j-2")
+            assert capsys.readouterr().out == ""  # nothing written while the batch is rendered
+    finally:
+        structlog.configure(**old)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["job_id"] for line in lines] == ["j-1", "j-2"]
+    assert lines[0]["timestamp"] == lines[1]["timestamp"]  # one moment's lines: the clock is read once
+
+
 @pytest.mark.usefixtures("json_logging")
 def test_job_lines_go_through_structlog_when_logs_are_captured() -> None:
-    with capture_logs() as captured:
-        job_logger(structlog.get_logger("t")).info("job.claimed", job_id="j-1")
+    with capture_logs() as captured, job_lines(structlog.get_logger("t")) as lines:
+        lines.info("job.claimed", job_id="j-1")
     assert captured == [{"event": "job.claimed", "job_id": "j-1", "log_level": "info"}]
 
 

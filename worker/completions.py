@@ -19,7 +19,7 @@ import structlog
 from worker import queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.observability import job_logger
+from worker.observability import job_lines
 from worker.queue import Finished
 from worker.wakeup import Wakeup
 
@@ -80,21 +80,21 @@ class Completions:
             return False
         now = time.monotonic()
         recorded: list[Finished] = []
-        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
-        for f in batch:
-            del self.pending[f.job_id]
-            if f.job_id not in acked:
-                blog.warning(
-                    "job.ack_rejected", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-                    worker_id=self.worker_id, reason="lease no longer held (recovered or cancelled)",
-                )
-                continue
-            if f.retry_at is not None:
-                self.retry_due.append(now + max(0.0, (f.retry_at - f.finished_at).total_seconds()) + 0.005)
-                if self.on_retry_scheduled is not None:
-                    self.on_retry_scheduled.set()
-            _log(blog, f, self.worker_id)
-            recorded.append(f)
+        with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
+            for f in batch:
+                del self.pending[f.job_id]
+                if f.job_id not in acked:
+                    blog.warning(
+                        "job.ack_rejected", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
+                        worker_id=self.worker_id, reason="lease no longer held (recovered or cancelled)",
+                    )
+                    continue
+                if f.retry_at is not None:
+                    self.retry_due.append(now + max(0.0, (f.retry_at - f.finished_at).total_seconds()) + 0.005)
+                    if self.on_retry_scheduled is not None:
+                        self.on_retry_scheduled.set()
+                _log(blog, f, self.worker_id)
+                recorded.append(f)
         if recorded:
             self.hooks.jobs_finished(recorded)
         return True

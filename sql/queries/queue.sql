@@ -158,7 +158,8 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 
 -- name: finish
 -- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by
--- this worker for this attempt are touched (a job whose lease was recovered is left alone).
+-- this worker for this attempt are touched (a job whose lease was recovered is left alone); their ids are
+-- returned.
 -- $1 worker id; then parallel arrays: $2 ids, $3 attempts, $4 new status, $5 ledger outcome, $6 result,
 -- $7 error, $8 next run_at (retries), $9 started, $10 finished, $11 duration ms.
 --
@@ -188,11 +189,14 @@ upd AS (
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
     RETURNING j.id, d.attempt, d.started_at, d.finished_at, d.outcome, d.error, d.duration_ms
+),
+ledger AS (
+    INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
+    SELECT id, attempt, $1, started_at, finished_at, outcome, error, duration_ms
+    FROM upd
 )
-INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
-SELECT id, attempt, $1, started_at, finished_at, outcome, error, duration_ms
-FROM upd
-RETURNING job_id;
+-- The refused attempts only (lease no longer held: usually none), not a row per job for the client to decode.
+SELECT d.id FROM done AS d WHERE NOT EXISTS (SELECT FROM upd WHERE upd.id = d.id);
 
 -- name: heartbeat
 -- Extend the leases this worker still holds; returns the ids it holds.

@@ -147,17 +147,18 @@ async def test_finish_records_status_result_and_ledger_in_one_call(conn: asyncpg
     b = await queue.enqueue(conn, NewJob("noop"))
     ja, jb = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=2, lease_s=30)
     retry_at = datetime.now(UTC) + timedelta(minutes=1)
-    acked = await queue.finish(conn, "w", [
-        _finished(ja, "succeeded", "succeeded", result={"ok": True}),
-        _finished(jb, "pending", "retry", error="boom", retry_at=retry_at),
-    ])
+    fa = _finished(ja, "succeeded", "succeeded", result={"ok": True})
+    fb = _finished(jb, "pending", "retry", error="boom", retry_at=retry_at)
+    acked = await queue.finish(conn, "w", [fa, fb])
     assert acked == {a.id, b.id}
     done = await queue.get_job(conn, ja.id)
-    assert done["status"] == "succeeded" and done["result"] == {"ok": True} and done["finished_at"] is not None
+    assert done["status"] == "succeeded" and done["result"] == {"ok": True}
+    assert done["finished_at"] == fa.finished_at  # to the microsecond
     again = await queue.get_job(conn, jb.id)
     assert again["status"] == "pending" and again["last_error"] == "boom" and again["run_at"] == retry_at
     runs = await queue.job_runs(conn, jb.id)
     assert [(r["attempt"], r["outcome"], r["error"], r["worker_id"]) for r in runs] == [(1, "retry", "boom", "w")]
+    assert (runs[0]["started_at"], runs[0]["finished_at"]) == (jb.started_at, fb.finished_at)
 
 
 async def test_finish_ignores_a_job_whose_lease_is_held_by_someone_else(conn: asyncpg.Connection) -> None:

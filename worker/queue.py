@@ -263,8 +263,7 @@ async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> se
             [d.result for d in done],
             [d.error for d in done],
             [d.retry_at for d in done],
-            [d.started_at for d in done],
-            [d.finished_at for d in done],
+            [d.finished_at.timestamp() for d in done],
             [d.duration_ms for d in done],
         )
     refused = {r["id"] for r in rows}

@@ -161,7 +161,9 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 -- this worker for this attempt are touched (a job whose lease was recovered is left alone); their ids are
 -- returned.
 -- $1 worker id; then parallel arrays: $2 ids, $3 attempts, $4 new status, $5 ledger outcome, $6 result,
--- $7 error, $8 next run_at (retries), $9 started, $10 finished, $11 duration ms.
+-- $7 error, $8 next run_at (retries), $9 finished (Unix epoch seconds: a float is encoded in a fraction of a
+-- timestamp's time, and to_timestamp keeps the microseconds), $10 duration ms. The attempt's start is the row's
+-- own started_at, which the claim set and nothing changes while the lease is held.
 --
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated
@@ -173,8 +175,8 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::text AS worker_id
     FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::timestamptz[],
-                $9::timestamptz[], $10::timestamptz[], $11::int[])
-        AS d (id, attempt, status, outcome, result, error, run_at, started_at, finished_at, duration_ms)
+                $9::float8[], $10::int[])
+        AS d (id, attempt, status, outcome, result, error, run_at, finished_epoch, duration_ms)
 ),
 upd AS (
     UPDATE job_queue AS j
@@ -184,11 +186,12 @@ upd AS (
         run_at = coalesce(d.run_at, j.run_at),
         locked_by = NULL,
         locked_until = NULL,
-        finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN d.finished_at END,
+        finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN to_timestamp(d.finished_epoch) END,
         updated_at = now()
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-    RETURNING j.id, d.attempt, d.started_at, d.finished_at, d.outcome, d.error, d.duration_ms
+    RETURNING j.id, d.attempt, j.started_at, to_timestamp(d.finished_epoch) AS finished_at, d.outcome, d.error,
+              d.duration_ms
 ),
 ledger AS (
     INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)

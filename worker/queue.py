@@ -256,15 +256,11 @@ async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> se
         rows = await conn.fetch(
             _Q["finish"],
             worker_id,
-            [d.job_id for d in done],
-            [d.attempt for d in done],
-            [d.status for d in done],
-            [d.outcome for d in done],
-            [d.result for d in done],
-            [d.error for d in done],
-            [d.retry_at for d in done],
-            [d.finished_at.timestamp() for d in done],
-            [d.duration_ms for d in done],
+            [
+                (d.job_id, d.attempt, d.status, d.outcome, None if d.result is None else json.dumps(d.result),
+                 d.error, d.retry_at, d.finished_at.timestamp(), d.duration_ms)
+                for d in done
+            ],
         )
     refused = {r["id"] for r in rows}
     return {d.job_id for d in done if d.job_id not in refused}

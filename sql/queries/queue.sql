@@ -160,10 +160,10 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 -- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by
 -- this worker for this attempt are touched (a job whose lease was recovered is left alone); their ids are
 -- returned.
--- $1 worker id; then parallel arrays: $2 ids, $3 attempts, $4 new status, $5 ledger outcome, $6 result,
--- $7 error, $8 next run_at (retries), $9 finished (Unix epoch seconds: a float is encoded in a fraction of a
--- timestamp's time, and to_timestamp keeps the microseconds), $10 duration ms. The attempt's start is the row's
--- own started_at, which the claim set and nothing changes while the lease is held.
+-- $1 worker id, $2 the attempts (job_queue_finished[], migration 006: id, attempt, new status, ledger outcome,
+-- result as JSON text, error, next run_at for retries, finished_epoch, duration_ms). The finish time is Unix epoch seconds: a
+-- float is encoded in a fraction of a timestamp's time, and to_timestamp keeps the microseconds. The attempt's
+-- start is the row's own started_at, which the claim set and nothing changes while the lease is held.
 --
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated
@@ -174,14 +174,12 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority, 
 -- from a status index over every running job instead of the key.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::text AS worker_id
-    FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::timestamptz[],
-                $9::float8[], $10::int[])
-        AS d (id, attempt, status, outcome, result, error, run_at, finished_epoch, duration_ms)
+    FROM unnest($2::job_queue_finished[]) AS d
 ),
 upd AS (
     UPDATE job_queue AS j
     SET status = d.status,
-        result = coalesce(d.result, j.result),
+        result = coalesce(d.result::jsonb, j.result),
         last_error = CASE WHEN d.status = 'succeeded' THEN NULL ELSE d.error END,
         run_at = coalesce(d.run_at, j.run_at),
         locked_by = NULL,

@@ -365,3 +365,13 @@ async def test_a_finish_locks_each_row_at_most_once(conn: asyncpg.Connection) ->
     }
     assert stats.get("Heap/UPDATE", 0) + stats.get("Heap/UPDATE+INIT", 0) + stats.get("Heap/HOT_UPDATE", 0) == 300
     assert stats.get("Heap/LOCK", 0) <= 300
+
+
+async def test_claimed_jobs_carry_their_row_s_start_to_the_microsecond(conn: asyncpg.Connection) -> None:
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(50)])
+    jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=30, lease_s=30)
+    more, _ = await queue.recover_and_claim(conn, worker_id="w", task_types=["noop"], limit=20, lease_s=30)
+    stored = dict(await conn.fetch("SELECT id, started_at FROM job_queue"))
+    for job in [*jobs, *more]:
+        assert job.started_at == stored[job.id] and job.started_at.utcoffset() == timedelta(0)
+    assert jobs[0].started_at != more[0].started_at  # two claims, two starts

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import asyncpg
@@ -72,17 +72,20 @@ class Job:
     priority: int
     started_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return cls(
-            id=row["id"],
-            task_type=row["task_type"],
-            payload=row["payload"],
-            attempt=row["attempts"],
-            max_attempts=row["max_attempts"],
-            priority=row["priority"],
-            started_at=row["started_at"],
-        )
+
+def _claimed_jobs(rows: Iterable[Mapping[str, Any]]) -> list[Job]:
+    """Jobs from claimed rows. Their start comes as epoch seconds (`started_epoch`, the same for every row of
+    one claim): one datetime per distinct value, not a timestamp decoded per row."""
+    starts: dict[float, datetime] = {}
+    jobs = []
+    for row in rows:
+        epoch = row["started_epoch"]
+        started = starts.get(epoch)
+        if started is None:
+            started = starts[epoch] = datetime.fromtimestamp(epoch, UTC)
+        jobs.append(Job(row["id"], row["task_type"], row["payload"], row["attempts"], row["max_attempts"],
+                        row["priority"], started))
+    return jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +221,7 @@ async def claim(
         return []
     with translate():
         rows = await conn.fetch(_Q["claim"], list(task_types), limit, worker_id, float(lease_s))
-    return [Job.from_row(r) for r in rows]
+    return _claimed_jobs(rows)
 
 
 async def recover_and_claim(
@@ -230,7 +233,7 @@ async def recover_and_claim(
         rows = await conn.fetch(
             _Q["recover_and_claim"], list(task_types), max(limit, 0), worker_id, float(lease_s), recover_limit
         )
-    claimed = [Job.from_row(r) for r in rows if r["kind"] == "claimed"]
+    claimed = _claimed_jobs(r for r in rows if r["kind"] == "claimed")
     recovered = [
         {k: r[k] for k in ("id", "task_type", "status", "attempts", "locked_by")}
         for r in rows
@@ -244,7 +247,7 @@ async def claim_ids(
 ) -> list[Job]:
     with translate():
         rows = await conn.fetch(_Q["claim_ids"], list(ids), worker_id, float(lease_s))
-    return [Job.from_row(r) for r in rows]
+    return _claimed_jobs(rows)
 
 
 async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> set[uuid.UUID]:

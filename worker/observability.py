@@ -158,8 +158,9 @@ class _JobLines:
 
     def _emit(self, method: str, event: str, fields: dict[str, Any]) -> None:
         fields["event"] = event
-        for key, value in self.context.items():  # merge_contextvars: the call's own fields win
-            fields.setdefault(key, value)
+        if self.context:
+            for key, value in self.context.items():  # merge_contextvars: the call's own fields win
+                fields.setdefault(key, value)
         fields["level"] = method
         fields["timestamp"] = self.timestamp
         event_dict: EventDict = fields
@@ -167,7 +168,7 @@ class _JobLines:
             event_dict = structlog.processors.format_exc_info(None, method, event_dict)
         if self.redactor is not None:
             event_dict = self.redactor(None, method, event_dict)
-        self.lines.append(_dumps(event_dict))
+        self.lines.append(orjson.dumps(event_dict, option=orjson.OPT_NON_STR_KEYS).decode())  # as _dumps
 
 
 @contextlib.contextmanager

@@ -51,7 +51,9 @@ class Task(Generic[P]):
 
     def parse(self, payload: Any) -> P:
         try:
-            parsed: P = self.payload_model.model_validate(payload)
+            # What model_validate does, without its Python wrapper (0.8 us against 2.0 for an empty payload:
+            # every job's payload is parsed here).
+            parsed: P = self.payload_model.__pydantic_validator__.validate_python(payload)
             return parsed
         except ValidationError as exc:
             raise InvalidPayload(f"invalid payload for {self.name}: {format_validation_error(exc)}") from None

@@ -1,7 +1,8 @@
 """`python -m bench.compare`: worker vs a raw-SQL ceiling vs pgqueuer vs procrastinate, side by side.
 
-Each system runs on the local PostgreSQL, one after another, each measurement on a fresh database with the
-system's own schema; each worker under test is one separate OS process. See bench/README.md.
+Each system runs on the local PostgreSQL, one after another (the drains in rounds: one run of every system,
+then the next), each measurement on a fresh database with the system's own schema; each worker under test is
+one separate OS process. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -93,28 +94,53 @@ async def _server_info(url: str) -> dict[str, Any]:
 
 
 async def _run(opts: Options, names: list[str]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
+    """The drains in rounds (run 1 of every system, then run 2, ...): this VM's speed drifts by 20-30% within
+    minutes, and a system measured only at a slow or a fast moment would carry that into its ratios. Then the
+    latency jobs, split over as many rounds the same way (the first round also measures the idle cost)."""
+    results: dict[str, dict[str, Any]] = {}
     for name in names:
         system = SYSTEMS[name]
-        raw: dict[str, Any] = {"system": name, "note": system.note, "concurrency": system.concurrency,
-                               "batch_size": system.batch_size, "drain": []}
-        print(f"== {name}: {system.note}", flush=True)
-        try:
-            for i in range(opts.runs):
-                run = await drain_once(system, opts)
-                raw["drain"].append(run)
-                print(f"   drain run {i + 1}/{opts.runs}: enqueue {run['enqueue_per_s']:,.0f}/s, "
-                      f"drain {run['drain_per_s']:,.0f} jobs/s, cpu {run['cpu_ms_per_1k']:.0f} ms/1k jobs, "
-                      f"succeeded {run['succeeded']}/{run['jobs']}", flush=True)
-            raw["idle"] = await idle_and_latency(system, opts)
+        results[name] = {"system": name, "note": system.note, "concurrency": system.concurrency,
+                         "batch_size": system.batch_size, "drain": []}
+    for i in range(opts.runs):
+        print(f"== drain round {i + 1}/{opts.runs}", flush=True)
+        for name in names:
+            raw = results[name]
+            if "error" in raw:
+                continue
+            try:
+                run = await drain_once(SYSTEMS[name], opts)
+            except Exception as exc:
+                raw["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"   {name}: FAILED: {raw['error']}", flush=True)
+                continue
+            raw["drain"].append(run)
+            print(f"   {name}: enqueue {run['enqueue_per_s']:,.0f}/s, drain {run['drain_per_s']:,.0f} jobs/s, "
+                  f"cpu {run['cpu_ms_per_1k']:.0f} ms/1k jobs, succeeded {run['succeeded']}/{run['jobs']}",
+                  flush=True)
+    # The latency jobs in rounds too, each round a fresh process per system; the first also measures idle cost.
+    parts = [opts.latency_jobs // opts.runs + (i < opts.latency_jobs % opts.runs) for i in range(opts.runs)]
+    for i, part in enumerate(parts):
+        print(f"== idle and latency round {i + 1}/{opts.runs}{' (with the idle window)' if i == 0 else ''}", flush=True)
+        for name in names:
+            raw = results[name]
+            if "error" in raw:
+                continue
+            try:
+                got = await idle_and_latency(SYSTEMS[name], opts, idle=i == 0, latency_jobs=part)
+            except Exception as exc:
+                raw["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"   {name}: FAILED: {raw['error']}", flush=True)
+                continue
+            if i == 0:
+                raw["idle"] = got
+            else:
+                raw["idle"]["latencies_s"] += got["latencies_s"]
+                raw["idle"]["rss_peak"] = max(raw["idle"]["rss_peak"], got["rss_peak"])
             idle = raw["idle"]
-            print(f"   idle {idle['idle_tx_per_s']:.2f} tx/s, {idle['idle_cpu_s_per_min']:.3f} CPU s/min; "
-                  f"{len(idle['latencies_s'])} latency samples", flush=True)
-        except Exception as exc:
-            raw["error"] = f"{type(exc).__name__}: {exc}"
-            print(f"   FAILED: {raw['error']}", flush=True)
-        results.append(raw)
-    return results
+            extra = f"idle {idle['idle_tx_per_s']:.2f} tx/s, {idle['idle_cpu_s_per_min']:.3f} CPU s/min; " * (i == 0)
+            print(f"   {name}: {extra}{len(got['latencies_s'])} latency samples", flush=True)
+    return list(results.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,8 +124,12 @@ async def _xacts(server_url: str, name: str) -> int:
         await admin.close()
 
 
-async def idle_and_latency(system: System, opts: Options) -> dict[str, Any]:
-    """One worker process, idle and listening: its idle cost over opts.idle_s, then single-job latencies."""
+async def idle_and_latency(
+    system: System, opts: Options, *, idle: bool = True, latency_jobs: int | None = None
+) -> dict[str, Any]:
+    """One worker process, idle and listening: its idle cost over opts.idle_s (unless `idle` is false), then
+    `latency_jobs` (default opts.latency_jobs) single-job latencies."""
+    jobs = opts.latency_jobs if latency_jobs is None else latency_jobs
     mod = adapter(system.kind)
     async with fresh_database(opts.server_url, system.name) as (name, dsn):
         await mod.install(dsn)
@@ -142,40 +146,46 @@ async def idle_and_latency(system: System, opts: Options) -> dict[str, Any]:
                 await _wait_latencies(proc, WARMUP_JOBS, 30)
             finally:
                 await enq.close()
-            # A backend that was busy less than 1 s after its last report defers the next one for up to
-            # 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): let the warm-up's transactions land first.
-            await asyncio.sleep(STATS_SETTLE_S if opts.idle_s >= 10 else 1.5)
-            # The idle window: nothing but the worker is connected to this database.
-            x0, c0, t0 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
-            await asyncio.sleep(opts.idle_s)
-            x1, c1, t1 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
+            window = 0.0
+            if idle:
+                # A backend that was busy less than 1 s after its last report defers the next one for up to
+                # 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): let the warm-up's transactions land first.
+                await asyncio.sleep(STATS_SETTLE_S if opts.idle_s >= 10 else 1.5)
+                # The idle window: nothing but the worker is connected to this database.
+                x0, c0, t0 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
+                await asyncio.sleep(opts.idle_s)
+                x1, c1, t1 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
+                window = t1 - t0
             rss_idle = proc.rss()
-            window = t1 - t0
             enq = await mod.LatencyEnqueuer.open(dsn)
             try:
                 base = len(proc.latencies())
                 tick = time.perf_counter()
-                for _ in range(opts.latency_jobs):
+                for _ in range(jobs):
                     await enq.enqueue(time.time())
                     # The next job 20 ms after this one was due, or at once if this enqueue outlasted that: after
                     # a stall (one enqueue on this shared VM took 0.76 s) the harness does not catch up
                     # with a burst of back-to-back jobs, which measured the burst, not single wake-ups.
                     tick = max(tick + opts.latency_interval_s, time.perf_counter())
                     await asyncio.sleep(max(0.0, tick - time.perf_counter()))
-                found = await _wait_latencies(proc, base + opts.latency_jobs, 30)
+                found = await _wait_latencies(proc, base + jobs, 30)
             finally:
                 await enq.close()
             peak = proc.peak_rss()
         finally:
             exit_code = await proc.stop()
-    return {
-        "idle_window_s": window,
-        "idle_xacts": x1 - x0,
-        "idle_tx_per_s": (x1 - x0) / window,
-        "idle_cpu_s": c1 - c0,
-        "idle_cpu_s_per_min": (c1 - c0) * 60 / window,
+    result: dict[str, Any] = {
         "rss_idle": rss_idle,
         "rss_peak": peak,
-        "latencies_s": found[base : base + opts.latency_jobs],
+        "latencies_s": found[base : base + jobs],
         "exit_code": exit_code,
     }
+    if idle:
+        result.update({
+            "idle_window_s": window,
+            "idle_xacts": x1 - x0,
+            "idle_tx_per_s": (x1 - x0) / window,
+            "idle_cpu_s": c1 - c0,
+            "idle_cpu_s_per_min": (c1 - c0) * 60 / window,
+        })
+    return result

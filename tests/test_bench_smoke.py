@@ -21,7 +21,7 @@ def test_bench_compare_runs_worker_and_ceiling_and_prints_one_table(tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_") and k != "DATABASE_URL"}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "bench.compare", "--jobs", "200", "--runs", "1", "--latency-jobs", "10",
+            sys.executable, "-m", "bench.compare", "--jobs", "200", "--runs", "2", "--latency-jobs", "10",
             "--idle-s", "1", "--systems", "worker,ceiling", "--server-url", SERVER_URL,
             "--results-dir", str(tmp_path),
         ],
@@ -42,8 +42,9 @@ def test_bench_compare_runs_worker_and_ceiling_and_prints_one_table(tmp_path: Pa
         assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
         assert summary["rss_peak_mib"] > 0
     for raw in result["raw"]:
-        assert [run["succeeded"] for run in raw["drain"]] == [200]
-        assert len(raw["idle"]["latencies_s"]) == 10
+        assert [run["succeeded"] for run in raw["drain"]] == [200, 200]  # two drain rounds
+        assert len(raw["idle"]["latencies_s"]) == 10  # 5 + 5 over the two latency rounds
+        assert raw["idle"]["idle_tx_per_s"] >= 0
 
 
 def test_bench_compare_rejects_an_unknown_system_with_exit_code_2(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,7 @@ async def _run(opts: Options, names: list[str]) -> list[dict[str, Any]]:
         print(f"== drain round {i + 1}/{opts.runs}", flush=True)
         for name in names:
             raw = results[name]
-            if "error" in raw:
-                continue
-            try:
-                run = await drain_once(SYSTEMS[name], opts)
-            except Exception as exc:
-                raw["error"] = f"{type(exc).__name__}: {exc}"
-                print(f"   {name}: FAILED: {raw['error']}", flush=True)
+            if "error" in raw or (run := await _attempt(raw, drain_once(SYSTEMS[name], opts))) is None:
                 continue
             raw["drain"].append(run)
             print(f"   {name}: enqueue {run['enqueue_per_s']:,.0f}/s, drain {run['drain_per_s']:,.0f} jobs/s, "
@@ -121,16 +116,13 @@ async def _run(opts: Options, names: list[str]) -> list[dict[str, Any]]:
     # The latency jobs in rounds too, each round a fresh process per system; the first also measures idle cost.
     parts = [opts.latency_jobs // opts.runs + (i < opts.latency_jobs % opts.runs) for i in range(opts.runs)]
     for i, part in enumerate(parts):
-        print(f"== idle and latency round {i + 1}/{opts.runs}{' (with the idle window)' if i == 0 else ''}", flush=True)
+        print(f"== idle and latency round {i + 1}/{opts.runs}{' (with the idle window)' * (i == 0)}", flush=True)
         for name in names:
             raw = results[name]
             if "error" in raw:
                 continue
-            try:
-                got = await idle_and_latency(SYSTEMS[name], opts, idle=i == 0, latency_jobs=part)
-            except Exception as exc:
-                raw["error"] = f"{type(exc).__name__}: {exc}"
-                print(f"   {name}: FAILED: {raw['error']}", flush=True)
+            got = await _attempt(raw, idle_and_latency(SYSTEMS[name], opts, idle=i == 0, latency_jobs=part))
+            if got is None:
                 continue
             if i == 0:
                 raw["idle"] = got
@@ -141,6 +133,16 @@ async def _run(opts: Options, names: list[str]) -> list[dict[str, Any]]:
             extra = f"idle {idle['idle_tx_per_s']:.2f} tx/s, {idle['idle_cpu_s_per_min']:.3f} CPU s/min; " * (i == 0)
             print(f"   {name}: {extra}{len(got['latencies_s'])} latency samples", flush=True)
     return list(results.values())
+
+
+async def _attempt(raw: dict[str, Any], measure: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """One measurement of a system; a failure is recorded on it (None), and its later rounds are skipped."""
+    try:
+        return await measure
+    except Exception as exc:
+        raw["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"   {raw['system']}: FAILED: {raw['error']}", flush=True)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,16 +114,12 @@ def test_job_lines_respect_the_configured_level(capsys: pytest.CaptureFixture[st
     assert [line["event"] for line in _without_timestamp(capsys.readouterr().out)] == ["job.failed"]
 
 
+@pytest.mark.usefixtures("json_logging")
 def test_a_batch_of_job_lines_is_written_together_when_it_ends(capsys: pytest.CaptureFixture[str]) -> None:
-    old = structlog.get_config()
-    try:
-        configure_logging("info", "json")
-        with job_lines(structlog.get_logger("t")) as batch:
-            batch.info("job.claimed", job_id="j-1")
-            batch.info("job.claimed", job_id="j-2")
-            assert capsys.readouterr().out == ""  # nothing written while the batch is rendered
-    finally:
-        structlog.configure(**old)
+    with job_lines(structlog.get_logger("t")) as batch:
+        batch.info("job.claimed", job_id="j-1")
+        batch.info("job.claimed", job_id="j-2")
+        assert capsys.readouterr().out == ""  # nothing written while the batch is rendered
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["job_id"] for line in lines] == ["j-1", "j-2"]
     assert lines[0]["timestamp"] == lines[1]["timestamp"]  # one moment's lines: the clock is read once

@@ -162,12 +162,13 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 
 -- name: finish
 -- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by
--- this worker for this attempt are touched (a job whose lease was recovered is left alone); their ids are
--- returned.
+-- this worker for this attempt are touched (a job whose lease was recovered is left alone); the ids of the
+-- others, the refused attempts, are returned.
 -- $1 worker id, $2 the attempts (job_queue_finished[], migration 006: id, attempt, new status, ledger outcome,
--- result as JSON text, error, next run_at for retries, finished_epoch, duration_ms). The finish time is Unix epoch seconds: a
--- float is encoded in a fraction of a timestamp's time, and to_timestamp keeps the microseconds. The attempt's
--- start is the row's own started_at, which the claim set and nothing changes while the lease is held.
+-- result as JSON text, error, next run_at for retries, finished_epoch, duration_ms). The finish time is Unix
+-- epoch seconds: a float is encoded in a fraction of a timestamp's time, and to_timestamp keeps the
+-- microseconds. The attempt's start is the row's own started_at, which the claim set and nothing changes while
+-- the lease is held.
 --
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated

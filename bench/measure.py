@@ -146,7 +146,6 @@ async def idle_and_latency(
                 await _wait_latencies(proc, WARMUP_JOBS, 30)
             finally:
                 await enq.close()
-            window = 0.0
             if idle:
                 # A backend that was busy less than 1 s after its last report defers the next one for up to
                 # 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): let the warm-up's transactions land first.
@@ -155,7 +154,6 @@ async def idle_and_latency(
                 x0, c0, t0 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
                 await asyncio.sleep(opts.idle_s)
                 x1, c1, t1 = await _xacts(opts.server_url, name), proc.cpu_s(), time.perf_counter()
-                window = t1 - t0
             rss_idle = proc.rss()
             enq = await mod.LatencyEnqueuer.open(dsn)
             try:
@@ -181,6 +179,7 @@ async def idle_and_latency(
         "exit_code": exit_code,
     }
     if idle:
+        window = t1 - t0
         result.update({
             "idle_window_s": window,
             "idle_xacts": x1 - x0,

@@ -13,14 +13,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile_support import fingerprint, json_objects, json_values, module_database
-from worker import queue
+from worker import db, queue
 from worker.builtin import default_registry
 from worker.db import json_loads
 from worker.errors import InvalidInput, WorkerError
+from worker.jsonvalues import Undecodable
 
 __all__ = ["module_database"]
 
@@ -51,12 +52,26 @@ def _enqueue(url: str, job: queue.NewJob) -> queue.Enqueued:
     return asyncio.run(run())
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return {"n": value}
+
+
+# Values no reader could decode, or only just: deep nesting (json.dumps and json.loads recurse) and long integers
+# (int() refuses more than 4,300 digits).
+poison_payloads = st.one_of(
+    st.sampled_from([129, 150, 1500, 3000]).map(_nested),
+    st.sampled_from([1001, 4299, 4400]).map(lambda digits: {"n": [int("9" * min(digits, 4300))] * (digits // 4300 + 1)}),
+)
+
 new_jobs = st.builds(
     queue.NewJob,
     task_type=st.one_of(st.sampled_from(["noop", "a", "a.b:c-d_e", "x" * 64, "x" * 65, "Noop", "1abc", "abc-"]),
                         st.text(max_size=70)),
     payload=st.one_of(json_objects, st.just({"s": "\x00"}), st.just({"n": [1e300] * 4000}),
-                      st.just({"big": "é" * 20000}), st.just({"big": "x" * 65530})),
+                      st.just({"big": "é" * 20000}), st.just({"big": "x" * 65530}), poison_payloads),
     priority=st.integers(min_value=-2000, max_value=2000),
     max_attempts=st.integers(min_value=-5, max_value=1500),
     dedupe_key=st.one_of(st.none(), st.text(max_size=300), st.just("k" * 256)),
@@ -77,6 +92,17 @@ def test_enqueue_accepts_a_job_or_refuses_it_with_invalid_input_and_no_row(modul
     assert enqueued.id is not None
 
 
+@HYPO
+@given(payload=poison_payloads)
+def test_enqueue_refuses_a_payload_past_the_json_bounds_with_invalid_input_and_no_row(
+    module_database: str, payload: dict[str, Any]
+) -> None:
+    before = fingerprint(module_database)
+    with pytest.raises(InvalidInput, match=r"^payload"):
+        _enqueue(module_database, queue.NewJob("noop", payload))
+    assert fingerprint(module_database) == before
+
+
 @pytest.mark.parametrize(
     ("column", "value", "constraint"),
     [
@@ -86,6 +112,8 @@ def test_enqueue_accepts_a_job_or_refuses_it_with_invalid_input_and_no_row(modul
         ("payload", [1, 2], "job_queue_payload_object_check"),
         ("payload", "a string", "job_queue_payload_object_check"),
         ("payload", {"big": "x" * 65536}, "job_queue_payload_size_check"),
+        ("payload", {"n": 10**1200}, "job_queue_payload_number_check"),
+        ("payload", _nested(200), "job_queue_payload_depth_check"),
         ("dedupe_key", "k" * 256, "job_queue_dedupe_key_check"),
         ("dedupe_key", "", "job_queue_dedupe_key_check"),
         ("max_attempts", 0, "job_queue_max_attempts_check"),
@@ -176,3 +204,43 @@ async def test_a_claimed_payload_keeps_integers_beyond_64_bits_and_huge_numbers(
     assert job.payload == json.loads(stored)  # PostgreSQL prints 1e300 as its 301 digits: an integer to json too
     assert job.payload["id"] == 12345678901234567890123 and job.payload["neg"] == -9223372036854775809
     assert type(job.payload["id"]) is int and type(job.payload["neg"]) is int and job.payload["n"] == 1.5
+
+
+stored_texts = st.one_of(
+    st.integers(min_value=1, max_value=3000).map(lambda d: '{"n": ' + "[" * d + "]" * d + "}"),
+    st.integers(min_value=1, max_value=6000).map(lambda d: '{"n": ' + "9" * d + "}"),
+    json_objects.map(json.dumps),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=stored_texts)
+def test_any_json_a_row_holds_reads_back_without_raising(module_database: str, text: str) -> None:
+    """Whatever a row holds (written with the input check off, as rows older than it), every connection's decoder
+    returns a value: the JSON itself, or an Undecodable marker for what no reader can decode."""
+
+    async def read_back() -> Any:
+        conn = await db.connect(module_database)
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL session_replication_role = replica")
+                job_id = await conn.fetchval(
+                    "INSERT INTO job_queue (task_type, payload, result) VALUES ('noop', $1::text::jsonb, "
+                    "$1::text::jsonb) RETURNING id", text,
+                )
+                row = await conn.fetchrow(
+                    "SELECT payload, result, payload::text AS stored FROM job_queue WHERE id = $1", job_id
+                )
+                raise _Rollback(row)
+        except _Rollback as rolled_back:
+            return rolled_back.args[0]
+        finally:
+            await conn.close()
+
+    try:
+        row = asyncio.run(read_back())
+    except asyncpg.UntranslatableCharacterError:  # a NUL character: jsonb cannot hold it at all
+        assume(False)
+    for value in (row["payload"], row["result"]):
+        if not isinstance(value, Undecodable):
+            assert value == json.loads(row["stored"])  # the database's own text form (it prints 1e16 in full)

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.helpers import wait_for
 from worker import queue
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
 from worker.queue import Finished, NewJob
@@ -357,6 +358,8 @@ async def test_a_finish_locks_each_row_at_most_once(conn: asyncpg.Connection) ->
     acked = await queue.finish(conn, "w", [_finished(j, "succeeded", "succeeded") for j in jobs])
     end = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
     assert len(acked) == 300
+    # pg_walinspect reads only flushed WAL; other sessions' asynchronous commits may leave the flush behind.
+    await wait_for(lambda: conn.fetchval("SELECT pg_current_wal_flush_lsn() >= $1", end), timeout_s=10)
     stats = {
         r["kind"]: r["count"]
         for r in await conn.fetch(

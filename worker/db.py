@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-import orjson
 
+from worker import jsonvalues
 from worker.errors import DatabaseUnavailable
 
 __all__ = ["connect", "connection", "create_pool", "is_connection_error", "json_loads", "translate"]
@@ -63,19 +62,10 @@ def translate() -> Iterator[None]:
         raise
 
 
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-
-
 def json_loads(text: str) -> Any:
-    """json.loads, through orjson (every claimed job's payload is decoded: a few times faster) wherever the two
-    agree: not for text with a run of 19 or more digits (orjson turns integers beyond 64 bits into floats) nor
-    for what orjson refuses (numbers beyond a double's range, which json.loads reads as infinity)."""
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
+    """The jsonb/json decoder of every connection: worker.jsonvalues.loads, which never raises (a stored value
+    nothing can decode becomes an `Undecodable` marker, failing its own job and no other)."""
+    return jsonvalues.loads(text)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

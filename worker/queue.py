@@ -20,6 +20,7 @@ import asyncpg
 
 from worker.db import translate
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
+from worker.jsonvalues import dumps_bounded
 from worker.sql import queries
 
 __all__ = [
@@ -151,10 +152,7 @@ def validate_task_type(task_type: str) -> None:
 def _check_payload(payload: Any) -> None:
     if not isinstance(payload, dict):
         raise InvalidInput("payload must be a JSON object")
-    try:
-        size = len(json.dumps(payload, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"payload is not JSON-serialisable: {exc}") from exc
+    size = len(dumps_bounded(payload, what="payload").encode())
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
 

@@ -8,13 +8,13 @@ lease) propagates to the caller, which decides what to record.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.backoff import BackoffPolicy, next_retry_at
-from worker.errors import InvalidPayload, PermanentJobError
+from worker.errors import InvalidInput, InvalidPayload, PermanentJobError
+from worker.jsonvalues import dumps_bounded
 from worker.queue import Finished, Job
 from worker.tasks import Task, TaskContext
 
@@ -117,7 +117,7 @@ async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, start
         return failure(job, _error_text(exc), started, policy, permanent=False)
     if result is not None:
         try:
-            json.dumps(result, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            return failure(job, f"result is not JSON-serialisable: {exc}", started, policy, permanent=True)
+            dumps_bounded(result, what="result")
+        except InvalidInput as exc:  # stored, it would poison every reader of the row (tests/test_poison_rows.py)
+            return failure(job, str(exc), started, policy, permanent=True)
     return success(job, result, started)

@@ -16,7 +16,7 @@ import anyio
 import asyncpg
 import structlog
 
-from worker import queue
+from worker import db, queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.observability import job_lines
@@ -29,8 +29,11 @@ log = structlog.get_logger("worker.completions")
 
 
 class Completions:
-    def __init__(self, pool: asyncpg.Pool, worker_id: str, hooks: Hooks, *, flush_ms: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, worker_id: str, hooks: Hooks, *, flush_ms: float, call_timeout_s: float = 10.0
+    ) -> None:
         self.pool = pool
+        self.call_timeout_s = call_timeout_s
         self.worker_id = worker_id
         self.hooks = hooks
         self.flush_s = flush_ms / 1000
@@ -73,7 +76,7 @@ class Completions:
         if not batch:
             return True
         try:
-            async with self.pool.acquire() as conn:
+            async with db.bounded(self.pool, self.call_timeout_s) as conn:
                 acked = await queue.finish(conn, self.worker_id, batch)
         except DatabaseUnavailable as exc:
             log.warning("flush.database_unavailable", error=str(exc), pending=len(batch))

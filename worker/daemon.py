@@ -24,7 +24,7 @@ import anyio
 import asyncpg
 import structlog
 
-from worker import queue
+from worker import db, queue
 from worker.backoff import BackoffPolicy
 from worker.completions import Completions
 from worker.deadlines import Deadlines
@@ -46,6 +46,9 @@ log = structlog.get_logger("worker.daemon")
 
 
 Loop = Callable[[], Awaitable[None]]
+
+SHUTDOWN_WRITE_S = 5.0
+"""How long a stopping daemon keeps trying to hand back interrupted jobs and write buffered completions."""
 
 
 class Daemon:
@@ -75,7 +78,10 @@ class Daemon:
         self.ready: dict[uuid.UUID, RunningJob] = {}
         """Claimed ahead (leased, heartbeated) and waiting for a slot; only while jobs are short."""
         self._avg_job_ms = math.inf  # moving average of attempt durations; no claiming ahead until known
-        self.completions = Completions(pool, self.worker_id, self.hooks, flush_ms=settings.completion_flush_ms)
+        self.completions = Completions(
+            pool, self.worker_id, self.hooks, flush_ms=settings.completion_flush_ms,
+            call_timeout_s=settings.db_call_timeout_s,
+        )
         self.completions.on_retry_scheduled = self.wakeup  # re-arm the fetcher's timer for our own retries
         self.to_release: list[tuple[uuid.UUID, int, datetime]] = []
         self.leases = LeaseKeeper(
@@ -98,6 +104,10 @@ class Daemon:
                 on_reconnect=self.hooks.listener_reconnected,
             )
         self.last_recovery_monotonic: float | None = None
+        self._claim_started: float | None = None
+        """When the claim under way started (None: the fetch loop is not in a claim)."""
+        self._claims_failing_since: float | None = None
+        """When the first of the claims failing since the last one that succeeded started."""
         # Short jobs free their slots in bunches: a claim waits up to this long for half the slots to be free (a
         # whole batch while claiming ahead), so that one statement fills several (a round trip per job is what
         # limits throughput).
@@ -191,19 +201,41 @@ class Daemon:
                 await self._gather_slots()
                 room = self._room()
             self.wakeup.clear()
+            self._claim_started = time.monotonic()
             try:
                 jobs = await self._claim(room, recover=timer_fired or self._recovery_due())
                 failures = 0
+                self._claims_failing_since = None
             except DatabaseUnavailable as exc:
                 failures += 1
+                if self._claims_failing_since is None:
+                    self._claims_failing_since = self._claim_started
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
                 log.warning("fetch.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 await self.wakeup.wait(delay)
                 continue
+            finally:
+                self._claim_started = None
             self._fill_slots()
             timer_fired = False
             if len(jobs) < room:  # nothing more due now: sleep until NOTIFY, a timer, or stop
                 timer_fired = not await self.wakeup.wait(self._idle_timeout_s())
+
+    def fetch_state(self) -> dict[str, Any]:
+        """The fetch loop as /readyz and /healthz show it. `stalled` (not ready): no claim has succeeded for longer
+        than the poll interval plus one call deadline while the loop kept trying; `hung` (not alive): one claim
+        has outlived its own deadline, which db.bounded should make impossible (tests/test_faults_dirty.py)."""
+        now = time.monotonic()
+        in_call_s = None if self._claim_started is None else now - self._claim_started
+        failing_s = None if self._claims_failing_since is None else now - self._claims_failing_since
+        trying_s = max(in_call_s or 0.0, failing_s or 0.0)
+        deadline_s = self.settings.db_call_timeout_s
+        return {
+            "stalled": trying_s > self.settings.poll_interval_s + deadline_s,
+            "hung": in_call_s is not None and in_call_s > deadline_s + 5.0,
+            "no_claim_for_s": round(trying_s, 3),
+            "in_claim_s": None if in_call_s is None else round(in_call_s, 3),
+        }
 
     def _room(self) -> int:
         """How many jobs one claim may take now: the free slots, plus batches ahead while jobs are short (the
@@ -256,7 +288,7 @@ class Daemon:
         start those that fit before the connection goes back to the pool: asyncpg's release takes a trip through
         the event loop, which the jobs' first steps then share (an idle worker's wake-up ~0.1 ms sooner)."""
         recovered: list[dict[str, Any]] = []
-        async with self.pool.acquire() as conn:
+        async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
             if recover:
                 jobs, recovered = await queue.recover_and_claim(
                     conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
@@ -374,12 +406,14 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _finish_up(self) -> None:
-        """Hand interrupted jobs back and write buffered completions, retrying for a short while."""
-        with anyio.move_on_after(max(5.0, self.settings.db_connect_timeout_s * 2)):
+        """Hand interrupted jobs back and write buffered completions, retrying for at most SHUTDOWN_WRITE_S: a stop
+        during an outage ends within the grace period plus that (tests/test_faults_dirty.py); what could not be
+        written is recovered when its lease expires."""
+        with anyio.move_on_after(SHUTDOWN_WRITE_S):
             while self.to_release or self.completions.pending:
                 try:
                     if self.to_release:
-                        async with self.pool.acquire() as conn:
+                        async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
                             released = await queue.release(conn, self.worker_id, self.to_release)
                         for job_id, attempt, _ in self.to_release:
                             log.info(

@@ -7,12 +7,13 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import asyncpg
 
 from worker import jsonvalues
 from worker.errors import DatabaseUnavailable
 
-__all__ = ["connect", "connection", "create_pool", "is_connection_error", "json_loads", "translate"]
+__all__ = ["bounded", "connect", "connection", "create_pool", "is_connection_error", "json_loads", "translate"]
 
 # Errors that mean "the database is not reachable / the connection broke", as opposed to a query's own error.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -167,3 +168,26 @@ async def connection(dsn: str, **kwargs: Any) -> AsyncIterator[asyncpg.Connectio
     finally:
         with contextlib.suppress(Exception):
             await conn.close(timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def bounded(pool: asyncpg.Pool, deadline_s: float) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for one of the daemon's own calls (claim, finish, heartbeat, release, schedules),
+    acquired and used under a client-side deadline.
+
+    The server's statement_timeout never fires for a query the server never received (a half-open path), so
+    past the deadline the connection is terminated, never handed out again, and the caller gets
+    DatabaseUnavailable like any other outage (tests/test_faults_dirty.py: a black-holed work connection in
+    poll mode)."""
+    with anyio.move_on_after(deadline_s) as scope:
+        async with pool.acquire() as conn:
+            try:
+                yield conn
+            except BaseException:
+                if scope.cancel_called:
+                    conn.terminate()
+                raise
+    if scope.cancelled_caught:
+        raise DatabaseUnavailable(
+            f"database unavailable: no connection or no answer within {deadline_s:g}s (connection discarded)"
+        )

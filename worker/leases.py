@@ -19,7 +19,7 @@ import anyio
 import asyncpg
 import structlog
 
-from worker import queue
+from worker import db, queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.queue import Job
@@ -85,12 +85,9 @@ class LeaseKeeper:
         if ids:
             held: set[uuid.UUID] | None = None
             try:
-                # Bounded: a connection that never answers is given up so the next renewal can get through.
-                with anyio.move_on_after(self.renew_every_s):
-                    async with self.pool.acquire() as conn:
-                        held = await queue.heartbeat(conn, self.worker_id, ids, self.lease_s)
-                if held is None:
-                    raise DatabaseUnavailable("database unavailable: the lease renewal got no answer in time")
+                # Bounded: a connection that never answers is discarded so the next renewal can get through.
+                async with db.bounded(self.pool, self.renew_every_s) as conn:
+                    held = await queue.heartbeat(conn, self.worker_id, ids, self.lease_s)
             except DatabaseUnavailable as exc:
                 log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
             else:

@@ -22,6 +22,8 @@ __all__ = ["build_daemon", "create_work_pool", "serve"]
 
 log = structlog.get_logger("worker.service")
 
+POOL_CLOSE_S = 2.0
+
 
 async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
     """Wait for the database (an outage at start is not fatal), then check or apply migrations."""
@@ -114,5 +116,8 @@ async def serve(
         daemon.resources["alerts"].flush()
         return code
     finally:
-        with anyio.move_on_after(5):
+        # A pool whose connections hang (an outage) is not waited for: stopping ends within the grace period plus
+        # the daemon's SHUTDOWN_WRITE_S and this (tests/test_faults_dirty.py).
+        with anyio.move_on_after(POOL_CLOSE_S):
             await pool.close()
+        pool.terminate()

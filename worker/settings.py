@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="Timeout of the daemon's own queries (not of handlers' work)."
     )
+    db_call_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description=(
+            "Client-side deadline of each of the daemon's own database calls (claim, finish, heartbeat, "
+            "schedules); a connection that misses it is discarded."
+        ),
+    )
 
     # --- the daemon -----------------------------------------------------------------------------
     worker_id: str = Field(

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from worker import queue
+from worker import db, queue
 from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound, JobStateConflict
 from worker.http.runjobs import run_jobs
 from worker.metrics import CONTENT_TYPE, Metrics
@@ -165,15 +165,20 @@ def create_app(
         if daemon.stop_event.is_set():
             return JSONResponse({"status": "stopping", "loops": loops})
         dead = sorted(name for name, alive in loops.items() if not alive)
+        fetcher = daemon.fetch_state()
+        if fetcher["hung"]:
+            dead.append("fetcher")
         if not daemon.started.is_set() or dead:
-            return JSONResponse({"status": "unhealthy", "dead_loops": dead, "loops": loops}, status_code=503)
-        return JSONResponse({"status": "ok", "loops": loops})
+            return JSONResponse(
+                {"status": "unhealthy", "dead_loops": dead, "loops": loops, "fetcher": fetcher}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "loops": loops, "fetcher": fetcher})
 
     async def readyz(request: Request) -> Response:
         checks: dict[str, dict[str, Any]] = {}
         try:
-            with anyio.fail_after(PROBE_TIMEOUT_S):
-                async with daemon.pool.acquire() as conn:
+            with anyio.fail_after(PROBE_TIMEOUT_S + 1):  # the pool's own deadline discards a hung connection
+                async with db.bounded(daemon.pool, PROBE_TIMEOUT_S) as conn:
                     await conn.fetchval(_Q["ping"])
                     checks["database"] = {"ok": True}
                     status = await schema_status(conn)
@@ -204,6 +209,10 @@ def create_app(
                 if state.last_error:
                     listener["last_error"] = state.last_error
             checks["listener"] = listener
+        fetcher = daemon.fetch_state()
+        checks["fetcher"] = {"ok": not fetcher["stalled"], **fetcher}
+        if fetcher["stalled"]:
+            checks["fetcher"]["error"] = f"no claim has succeeded for {fetcher['no_claim_for_s']:g}s"
         checks["daemon"] = {"ok": daemon.started.is_set() and not daemon.stop_event.is_set()}
         if not checks["daemon"]["ok"]:
             checks["daemon"]["error"] = "stopping" if daemon.stop_event.is_set() else "starting"

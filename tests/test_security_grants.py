@@ -72,11 +72,14 @@ SEQUENCES = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind = 'S' ORDER BY 1
 """
-# is_admin_user() is the project's own (Supabase) or the stand-in of 001: every policy calls it as the session's
-# role, so it stays executable.
+# Functions that matter: the trigger functions (007 revokes them) and any SECURITY DEFINER one, which would run
+# with its owner's rights for whoever may call it (Supabase exposes public functions as RPC). A SECURITY INVOKER
+# function reaches only what its caller may. is_admin_user() is the project's own (Supabase) or the stand-in of
+# 001: every policy calls it as the session's role, so it stays executable.
 FUNCTIONS = """
 SELECT p.oid::regprocedure::text AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'public' AND p.proname <> 'is_admin_user' ORDER BY 1
+WHERE n.nspname = 'public' AND p.proname <> 'is_admin_user'
+  AND (p.prosecdef OR p.prorettype = 'trigger'::regtype) ORDER BY 1
 """
 
 OUTSIDERS = ("anon", "authenticated")

@@ -20,7 +20,7 @@ from worker.errors import (
 )
 from worker.migrate import migrate, schema_status
 from worker.observability import configure_logging
-from worker.redaction import Redactor
+from worker.redaction import Redactor, install_stored
 from worker.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -116,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Operator commands keep stdout for their output: only warnings and errors are logged.
     level = settings.log_level if handler is None or settings.log_level == "error" else "warning"
     configure_logging(level, settings.log_format, secrets=settings.secret_values())
+    install_stored(settings.secret_values())  # what jobs store is redacted as the logs are
     redactor = Redactor(settings.secret_values())
     try:
         return _dispatch(args, settings, handler)

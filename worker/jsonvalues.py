@@ -81,9 +81,10 @@ def _bounds_error(text: str) -> str | None:
 
 
 def dumps_bounded(value: Any, *, what: str) -> str:
-    """`value` as JSON text, or InvalidInput naming `what` when it cannot be encoded or is outside the bounds."""
+    """`value` as JSON text (non-ASCII characters as themselves, as the database stores them), or InvalidInput
+    naming `what` when it cannot be encoded or is outside the bounds."""
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except RecursionError:
         raise InvalidInput(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     except (TypeError, ValueError) as exc:

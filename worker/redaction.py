@@ -4,15 +4,20 @@ secret value from every string it can reach, URLs included.
 The secrets are the exact values (`Settings.secret_values()`), plus their percent-encoded and decoded forms,
 because a password inside a URL is often written percent-encoded. Longer secrets are replaced first so that a
 secret containing another one is removed whole.
+
+What is stored is redacted too: `install_stored(secrets)` (the CLI, once the settings are known) sets the
+redactor that worker/runner.py applies to every finished attempt's error and result before it is recorded
+(tests/test_security_stored_secrets.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = ["REDACTED", "Redactor", "install_stored", "stored"]
 
 REDACTED = "[REDACTED]"
 
@@ -33,6 +38,9 @@ class Redactor:
             if secret:
                 forms |= _forms(secret)
         self.secrets: tuple[str, ...] = tuple(sorted(forms, key=len, reverse=True))
+        self.longest = len(self.secrets[0]) if self.secrets else 0
+        # each form as it reads inside a JSON string (json.dumps(..., ensure_ascii=False)): `"` and `\` escaped
+        self.json_forms: tuple[str, ...] = tuple({json.dumps(f, ensure_ascii=False)[1:-1] for f in self.secrets})
 
     def __bool__(self) -> bool:
         return bool(self.secrets)
@@ -42,6 +50,17 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+    def redact_json(self, value: Any, text: str | None = None) -> Any:
+        """`value` itself when its JSON text (`text`, or json.dumps(value, ensure_ascii=False)) holds no secret,
+        else a redacted copy: the common case costs a few substring searches, no walk of the value."""
+        if not self.secrets or value is None:
+            return value
+        if text is None:
+            text = json.dumps(value, ensure_ascii=False)
+        if any(form in text for form in self.json_forms):
+            return self.redact(value)
+        return value
 
     def redact(self, value: Any) -> Any:
         """A copy of `value` with every secret replaced; containers are walked, other objects stringified
@@ -66,3 +85,17 @@ class Redactor:
         for key in list(event_dict):
             event_dict[key] = self.redact(event_dict[key])
         return event_dict
+
+
+_stored = Redactor(())
+
+
+def install_stored(secrets: Iterable[str]) -> None:
+    """Set the redactor applied to what is stored (a finished attempt's error and result): process-wide, like
+    the logging configuration."""
+    global _stored
+    _stored = Redactor(secrets)
+
+
+def stored() -> Redactor:
+    return _stored

@@ -3,6 +3,10 @@
 Pure with respect to the database: it calls the handler with a validated payload under the task's timeout and
 classifies the end (success, retry with backoff, permanent failure). Cancellation from outside (shutdown, lost
 lease) propagates to the caller, which decides what to record.
+
+`success` and `failure` build every `Finished` record the daemon, /api/jobs/run and `worker jobs run-now` write,
+so they are where a configured secret is removed from the error and the result (worker.redaction.stored();
+tests/test_security_stored_secrets.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from worker import redaction
 from worker.backoff import BackoffPolicy, next_retry_at
 from worker.errors import InvalidInput, InvalidPayload, PermanentJobError
 from worker.jsonvalues import dumps_bounded
@@ -24,12 +29,16 @@ MAX_ERROR_CHARS = 4000
 
 
 def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:MAX_ERROR_CHARS]
+    """The error as recorded; `failure` cuts it to MAX_ERROR_CHARS once secrets are removed."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def success(job: Job, result: Any, started_mono: float) -> Finished:
+def success(job: Job, result: Any, started_mono: float, *, result_json: str | None = None) -> Finished:
+    """`result_json`: the result's JSON text if the caller has it (json.dumps(..., ensure_ascii=False))."""
     now = datetime.now(UTC)
+    redactor = redaction.stored()
+    if redactor.secrets and result is not None:
+        result = redactor.redact_json(result, result_json)
     return Finished(
         job_id=job.id,
         task_type=job.task_type,
@@ -48,6 +57,9 @@ def failure(
 ) -> Finished:
     now = datetime.now(UTC)
     duration_ms = max(0, int((time.monotonic() - started_mono) * 1000))
+    redactor = redaction.stored()
+    if redactor.secrets:  # before the cut, so that no secret is cut in two and kept in part
+        error = redactor.redact_text(error[: MAX_ERROR_CHARS + redactor.longest])
     if permanent or job.attempt >= job.max_attempts:
         return Finished(
             job_id=job.id, task_type=job.task_type, attempt=job.attempt, status="failed", outcome="failed",
@@ -115,9 +127,10 @@ async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, start
         return failure(job, _error_text(exc), started, policy, permanent=True)
     except Exception as exc:
         return failure(job, _error_text(exc), started, policy, permanent=False)
+    text = None
     if result is not None:
         try:
-            dumps_bounded(result, what="result")
+            text = dumps_bounded(result, what="result")
         except InvalidInput as exc:  # stored, it would poison every reader of the row (tests/test_poison_rows.py)
             return failure(job, str(exc), started, policy, permanent=True)
-    return success(job, result, started)
+    return success(job, result, started, result_json=text)

@@ -11,6 +11,7 @@ import re
 import socket
 from functools import cached_property
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from croniter import croniter
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -173,9 +174,7 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
             return None
-        raw = value.get_secret_value()
-        if not raw.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a postgresql:// URL")
+        _check_postgres_url(value.get_secret_value())
         return value
 
     @field_validator("schedule_game_platform_sync", "schedule_cleanup")
@@ -259,9 +258,66 @@ class Settings(BaseSettings):
         return values
 
 
-def _url_password(url: str) -> str | None:
-    from urllib.parse import urlsplit
+_ENCODE_HINT = "a password holding / # ? @ [ ] must be percent-encoded"
+_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+_SESSION_ATTRS = frozenset({"any", "primary", "standby", "prefer-standby", "read-write", "read-only"})
+_IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
 
+
+def _check_postgres_url(url: str) -> None:
+    """Refuse, before anything connects, what asyncpg's DSN parser would choke on or misread (a password's
+    tail taken for the port, the database, the query or another host). The messages quote no part of the URL:
+    any part may be a fragment of the password. Guarded by tests/test_settings.py and test_hostile_cli.py,
+    which also check that asyncpg parses every URL accepted here as written."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"not a valid URL ({_ENCODE_HINT})") from None
+    if parts.scheme not in ("postgresql", "postgres") or not url.startswith(f"{parts.scheme}://"):
+        raise ValueError("must be a postgresql:// URL")
+    if "#" in url or "@" in parts.path or "@" in parts.query or parts.netloc.count("@") > 1:
+        raise ValueError(f"the URL does not end its user part where it should ({_ENCODE_HINT})")
+    hostspec = parts.netloc.rpartition("@")[2]
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=True) if parts.query else {}
+    except ValueError:
+        raise ValueError(f"the query string is malformed ({_ENCODE_HINT})") from None
+    hosts = hostspec.split(",") if hostspec else query.get("host", [""])[-1].split(",")
+    for host in hosts:
+        port = _host_port(host)
+        port = unquote(port) if hostspec else port  # asyncpg unquotes the URL's own host list, not ?host=
+        if port and not _is_port(port):
+            raise ValueError(f"the port must be a number from 1 to 65535 ({_ENCODE_HINT})")
+    if "port" in query and not all(_is_port(p) for p in query["port"][-1].split(",")):
+        raise ValueError("the port parameter must be numbers from 1 to 65535")
+    if "/" in parts.path[1:]:
+        raise ValueError(f"the database name holds a '/' ({_ENCODE_HINT})")
+    if query.get("sslmode", ["prefer"])[-1] not in _SSLMODES:
+        raise ValueError(f"sslmode must be one of {', '.join(sorted(_SSLMODES))}")
+    if query.get("target_session_attrs", ["any"])[-1] not in _SESSION_ATTRS:
+        raise ValueError(f"target_session_attrs must be one of {', '.join(sorted(_SESSION_ATTRS))}")
+
+
+def _host_port(host: str) -> str:
+    """The port of one host entry ('' when none); ValueError when the entry names no host."""
+    if host.startswith("/"):  # a Unix socket directory
+        return ""
+    if host.startswith("["):
+        match = _IPV6_HOST.fullmatch(host)
+        if match is None:
+            raise ValueError(f"an IPv6 host is malformed ({_ENCODE_HINT})")
+        return match.group(1) or ""
+    name, _, port = host.partition(":")
+    if not name:
+        raise ValueError("names no host (or an empty one in a list)")
+    return port
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
+
+
+def _url_password(url: str) -> str | None:
     try:
         return urlsplit(url).password
     except ValueError:
@@ -269,8 +325,6 @@ def _url_password(url: str) -> str | None:
 
 
 def _url_user(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
     try:
         return urlsplit(url).username
     except ValueError:

@@ -10,6 +10,9 @@ fail inside a batch answer, and a script of faults for the next requests:
     "truncated"   200 with the JSON cut in half         "wrong-shape"  200, valid JSON, a field of wrong type
     "401" / "403" the API key rejected
 
+`echo_key`: every error message (error bodies, a batch answer's `errors`) quotes the API key the request carried,
+as some platforms do (the worker must not store it: tests/test_security_stored_secrets.py).
+
 Cheap to serve, so that a benchmark measures the client and not the simulator: each player's stats are
 serialised once (orjson) and cached as bytes (`worker simulate-platform` does every player at start), a batch
 answer is those bytes joined, a request body that is a plain list of ids is read with orjson (anything else goes
@@ -89,6 +92,8 @@ class Simulator:
     rate_limit_rps: float | None = None
     rate_limit_burst: float | None = None
     retry_after_s: int = 1
+    echo_key: bool = False
+    """Error messages quote the API key the request carried."""
     hang_s: float = 5.0
     epoch: int = 0
     player_epochs: dict[str, int] = field(default_factory=dict)
@@ -194,9 +199,14 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-async def _fault(sim: Simulator, fault: str, raw: bytes) -> Response:
+def _echo(sim: Simulator, key: str | None) -> str:
+    return f" (key {key})" if sim.echo_key else ""
+
+
+async def _fault(sim: Simulator, fault: str, raw: bytes, key: str) -> Response:
     if fault in ("401", "403"):
-        return _error(int(fault), "unauthorized" if fault == "401" else "forbidden", "API key rejected")
+        return _error(int(fault), "unauthorized" if fault == "401" else "forbidden",
+                      "API key rejected" + _echo(sim, key))
     if fault == "429":
         return _error(429, "rate_limited", "slow down", {"Retry-After": str(sim.retry_after_s)})
     if fault == "429-date":
@@ -217,7 +227,7 @@ async def _fault(sim: Simulator, fault: str, raw: bytes) -> Response:
         else:
             body = {"unexpected": True}
         return JSONResponse(body)
-    return _error(int(fault), "server_error", f"injected {fault}")
+    return _error(int(fault), "server_error", f"injected {fault}" + _echo(sim, key))
 
 
 async def _guarded(sim: Simulator, request: Request, arrived: float, raw: bytes) -> Response:
@@ -226,11 +236,11 @@ async def _guarded(sim: Simulator, request: Request, arrived: float, raw: bytes)
         await anyio.sleep(max(0.0, sim.latency_s - (time.monotonic() - arrived)))
     key = request.headers.get(API_KEY_HEADER)
     if not key or (sim.api_key is not None and key != sim.api_key):
-        return _error(401, "unauthorized", "missing or invalid API key")
+        return _error(401, "unauthorized", "missing or invalid API key" + _echo(sim, key))
     if sim.rate_limited():
         return _error(429, "rate_limited", "rate limit exceeded", {"Retry-After": str(sim.retry_after_s)})
     if sim.faults:
-        return await _fault(sim, sim.faults.popleft(), raw)
+        return await _fault(sim, sim.faults.popleft(), raw, key)
     if sim.error_rate and sim._rng.random() < sim.error_rate:
         return _error(503, "unavailable", "random failure")
     return _json(raw)
@@ -282,11 +292,13 @@ def create_app(sim: Simulator) -> Starlette:
                 return await record(request, 0, _error(400, "invalid_request", message))
         data: list[bytes] = []
         errors: list[dict[str, str]] = []
+        key = request.headers.get(API_KEY_HEADER)
         for pid in ids:
             if not sim.knows(pid):
                 errors.append({"player_id": pid, "code": "not_found", "message": f"no player {pid}"})
             elif pid in sim.failing_players:
-                errors.append({"player_id": pid, "code": "unavailable", "message": "stats temporarily unavailable"})
+                errors.append({"player_id": pid, "code": "unavailable",
+                               "message": "stats temporarily unavailable" + _echo(sim, key)})
             else:
                 data.append(sim.stats_json(pid))
         body = b'{"data":[' + b",".join(data) + b'],"errors":' + orjson.dumps(errors) + b"}"

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["BackoffPolicy", "next_retry_at", "retry_delay_s"]
+__all__ = ["RECONNECT_BASE_S", "Backoff", "BackoffPolicy", "next_retry_at", "reconnect_policy", "retry_delay_s"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +45,30 @@ def retry_delay_s(attempt: int, policy: BackoffPolicy, rand: float | None = None
 
 def next_retry_at(attempt: int, now: datetime, policy: BackoffPolicy, rand: float | None = None) -> datetime:
     return now + timedelta(seconds=retry_delay_s(attempt, policy, rand))
+
+
+RECONNECT_BASE_S = 0.2
+"""First delay before reconnecting a long-lived connection (LISTEN) that failed."""
+
+
+def reconnect_policy(max_s: float) -> BackoffPolicy:
+    """Delays between attempts to reconnect a long-lived connection: from RECONNECT_BASE_S doubling up to max_s,
+    +/- 50% so that replicas cut off together do not come back in step."""
+    return BackoffPolicy(base_s=min(RECONNECT_BASE_S, max_s), max_s=max_s, jitter=0.5)
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Consecutive failures of one thing (a connection) and the delay before its next try: each failure waits
+    longer, up to the policy's cap, until `succeeded()` starts over."""
+
+    policy: BackoffPolicy
+    failures: int = 0
+
+    def failed(self, rand: float | None = None) -> float:
+        """Count a failure; the seconds to wait before the next try."""
+        self.failures += 1
+        return retry_delay_s(self.failures, self.policy, rand)
+
+    def succeeded(self) -> None:
+        self.failures = 0

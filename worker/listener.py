@@ -2,8 +2,13 @@
 `listener_healthy`).
 
 A notification only sets the wake event; the daemon's fetch loop does the work. When the connection dies
-(closed by the server, broken path, failed probe) the loop closes it, waits with backoff, connects again,
-LISTENs again, and sets the wake event once so that jobs inserted meanwhile are fetched at once.
+(closed by the server, broken path, failed probe) the loop terminates it (a black-holed connection would never
+answer a graceful close), waits with capped, jittered backoff, connects again, LISTENs again, and sets the wake
+event once so that jobs inserted meanwhile are fetched at once.
+
+Each connection is a `_Link` with its own "lost" event and its own termination callback: asyncpg calls that
+callback on a later loop turn, often after the next connection is installed, and it must never count against the
+new one (guarded by tests/test_faults_listener.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncpg
 import structlog
 
 from worker import db
+from worker.backoff import Backoff, reconnect_policy
 from worker.errors import DatabaseUnavailable
 from worker.sql import queries
 
@@ -48,6 +54,15 @@ class ListenerState:
         return time.monotonic() - self.last_probe_ok_monotonic
 
 
+@dataclass(eq=False, slots=True)
+class _Link:
+    """One LISTEN connection and what happened to it; nothing here outlives the connection."""
+
+    conn: asyncpg.Connection
+    lost: anyio.Event = field(default_factory=anyio.Event)
+    probes_ok: int = 0
+
+
 @dataclass
 class Listener:
     dsn: str
@@ -56,63 +71,89 @@ class Listener:
     probe_interval_s: float = 10.0
     probe_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
-    reconnect_max_s: float = 10.0
+    reconnect_max_s: float | None = None
+    """Cap on the wait between reconnect attempts; None = the probe interval, so that a healed path is back
+    within about one probe interval."""
     on_reconnect: Callable[[], None] | None = None
     state: ListenerState = field(default_factory=ListenerState)
-    _conn: asyncpg.Connection | None = None
-    _lost: anyio.Event = field(default_factory=anyio.Event)
+    _link: _Link | None = None
     _probe_waiters: dict[str, anyio.Event] = field(default_factory=dict)
 
     async def run(self, stop: anyio.Event) -> None:
-        """Keep a LISTEN connection alive until `stop` is set. Never returns early on database trouble."""
-        failures = 0
-        first = True
-        while not stop.is_set():
-            try:
-                await self._connect()
-            except DatabaseUnavailable as exc:
-                failures += 1
-                self.state.last_error = str(exc)
-                delay = min(self.reconnect_max_s, 0.2 * 2 ** min(failures, 10)) * (0.5 + random.random() / 2)
-                log.warning("listener.connect_failed", error=str(exc), retry_in_s=round(delay, 2))
+        """Keep a LISTEN connection alive until `stop` is set. Never returns early on database trouble.
+
+        One loop: connect, watch, terminate, back off. The backoff starts over only after a connection proved
+        stable (two probes a probe interval apart), so connections that die as soon as they are made are spaced
+        like failed connects (guarded by
+        test_a_listener_whose_new_connections_die_at_once_backs_off_instead_of_reconnecting_in_a_loop)."""
+        backoff = Backoff(reconnect_policy(self.reconnect_max_s or self.probe_interval_s))
+        connected_before = False
+        try:
+            while not stop.is_set():
+                link = await self._connect()
+                if link is not None:
+                    if connected_before:
+                        self.state.reconnects += 1
+                        log.info("listener.reconnected", reconnects=self.state.reconnects)
+                        if self.on_reconnect is not None:
+                            self.on_reconnect()
+                    connected_before = True
+                    self.wake("")  # anything inserted while we were away is fetched now
+                    try:
+                        await self._watch(link, stop)
+                    finally:
+                        await self._drop(link, graceful=stop.is_set())
+                    if stop.is_set():
+                        break
+                    if link.probes_ok >= 2:
+                        backoff.succeeded()
+                delay = backoff.failed()
+                log.warning(
+                    "listener.connect_failed" if link is None else "listener.connection_lost",
+                    error=self.state.last_error, retry_in_s=round(delay, 2),
+                )
                 with anyio.move_on_after(delay):
                     await stop.wait()
-                continue
-            if not first:
-                self.state.reconnects += 1
-                log.info("listener.reconnected", reconnects=self.state.reconnects)
-                if self.on_reconnect is not None:
-                    self.on_reconnect()
-            first = False
-            failures = 0
-            self.wake("")  # anything inserted while we were away is fetched now
-            try:
-                await self._watch(stop)
-            finally:
-                await self._close()
-        self.state.connected = False
+        finally:
+            self.state.connected = False
 
-    async def _connect(self) -> None:
-        self._lost = anyio.Event()
-        conn = await db.connect(self.dsn, connect_timeout_s=self.connect_timeout_s, app="worker-listener")
+    async def _connect(self) -> _Link | None:
+        """A new LISTENing connection, installed as the current one; None (and last_error) when it failed."""
+        try:
+            conn = await db.connect(self.dsn, connect_timeout_s=self.connect_timeout_s, app="worker-listener")
+        except DatabaseUnavailable as exc:
+            self.state.last_error = str(exc)
+            return None
+        link = _Link(conn)
+
+        def on_terminated(_conn: Any) -> None:
+            # Bound to this link: a late call for an old connection sets only that connection's event.
+            link.lost.set()
+            if self._link is link:
+                self.state.connected = False
+
         try:
             with db.translate():
                 await conn.add_listener(JOB_CHANNEL, self._on_job)
                 await conn.add_listener(PROBE_CHANNEL, self._on_probe)
-            conn.add_termination_listener(self._on_terminated)
+            conn.add_termination_listener(on_terminated)
+        except DatabaseUnavailable as exc:
+            conn.terminate()
+            self.state.last_error = str(exc)
+            return None
         except BaseException:
             conn.terminate()
             raise
-        self._conn = conn
+        self._link = link
         self.state.connected = True
         self.state.last_error = None
         log.info("listener.listening", channels=[JOB_CHANNEL, PROBE_CHANNEL])
+        return link
 
-    async def _watch(self, stop: anyio.Event) -> None:
-        """Probe periodically; return when stopping or when the connection is lost."""
+    async def _watch(self, link: _Link, stop: anyio.Event) -> None:
+        """Probe periodically; return when stopping or when this connection is lost."""
         while not stop.is_set():
-            ok = await self.probe()
-            if not ok:
+            if not await self._probe(link):
                 return
             with anyio.move_on_after(self.probe_interval_s * (0.9 + random.random() * 0.2)):
                 async with anyio.create_task_group() as tg:
@@ -122,15 +163,19 @@ class Listener:
                         tg.cancel_scope.cancel()
 
                     tg.start_soon(_until, stop)
-                    tg.start_soon(_until, self._lost)
-            if self._lost.is_set():
-                log.warning("listener.connection_lost")
+                    tg.start_soon(_until, link.lost)
+            if link.lost.is_set():
+                self.state.last_error = "connection lost"
                 return
 
     async def probe(self) -> bool:
-        """A NOTIFY round trip on the listening connection. Records the RTT; False when it failed."""
-        conn = self._conn
-        if conn is None or conn.is_closed():
+        """A NOTIFY round trip on the current listening connection. Records the RTT; False when it failed."""
+        link = self._link
+        return link is not None and await self._probe(link)
+
+    async def _probe(self, link: _Link) -> bool:
+        conn = link.conn
+        if conn.is_closed() or link.lost.is_set():
             return False
         token = uuid.uuid4().hex
         arrived = anyio.Event()
@@ -142,12 +187,14 @@ class Listener:
                     await conn.execute(_Q["probe"], PROBE_CHANNEL, token)
                 await arrived.wait()
         except (TimeoutError, DatabaseUnavailable, asyncpg.PostgresError) as exc:
-            self.state.connected = False
+            if self._link is link:
+                self.state.connected = False
             self.state.last_error = f"probe failed: {type(exc).__name__}: {exc}"
             log.warning("listener.probe_failed", error=self.state.last_error)
             return False
         finally:
             self._probe_waiters.pop(token, None)
+        link.probes_ok += 1
         rtt = time.monotonic() - started
         self.state.last_probe_ok_monotonic = time.monotonic()
         self.state.last_probe_rtt_s = rtt
@@ -162,18 +209,17 @@ class Listener:
         if waiter is not None:
             waiter.set()
 
-    def _on_terminated(self, _conn: Any) -> None:
-        self.state.connected = False
-        self._lost.set()
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        self.state.connected = False
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            with anyio.move_on_after(2):
-                await conn.close(timeout=2)
-        if not conn.is_closed():
-            conn.terminate()
-
+    async def _drop(self, link: _Link, *, graceful: bool) -> None:
+        """Uninstall and close `link`. Only a clean stop says goodbye to the server, within the probe timeout;
+        a lost or failed connection is terminated at once (a black-holed one would not answer)."""
+        if self._link is link:
+            self._link = None
+            self.state.connected = False
+        conn = link.conn
+        try:
+            if graceful and not conn.is_closed() and not link.lost.is_set():
+                with anyio.move_on_after(self.probe_timeout_s), contextlib.suppress(Exception):
+                    await conn.close(timeout=self.probe_timeout_s)
+        finally:
+            if not conn.is_closed():
+                conn.terminate()

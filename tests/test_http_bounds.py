@@ -6,19 +6,27 @@ are disconnected and cannot starve /healthz."""
 from __future__ import annotations
 
 import contextlib
+import resource
+import socket
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import asyncpg
 import httpx
+import pytest
+import uvicorn
 from structlog.testing import capture_logs
 
 from tests.admin_helpers import BEARER, admin_daemon, enqueue
 from tests.hostile_support import FINGERPRINT
 from tests.http_helpers import SECRET, auth
+from tests.procs import WorkerProcess, worker_env
 from worker import operator, queue
 from worker.http.inputs import MAX_JSON_DEPTH
+from worker.http.server import HEADER_TIMEOUT_S, MAX_PENDING_CONNECTIONS, guarded_protocol
 
 MARK = "@V@"
 DEEP = {
@@ -157,3 +165,140 @@ async def test_query_limits_accept_only_ascii_digits_within_range(
             r = await client.post("/api/jobs/run", params={"limit": "1000"}, headers=auth())
             assert r.status_code == 200, r.text  # in range, capped at WORKER_RUN_LIMIT_MAX as before
         _no_internal_errors(logs)
+
+
+@contextlib.contextmanager
+def _descriptor_limit(limit: int) -> Iterator[None]:
+    """Processes started inside inherit this soft RLIMIT_NOFILE (the test's own limit is restored at once)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _stall(port: int, count: int) -> list[socket.socket]:
+    """`count` connections, opened a few dozen at a time, that send half a request (part of the request line, or
+    the line and part of the headers) and then nothing."""
+    socks = []
+    for i in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Stalled: " if i % 2 else b"GET /heal")
+        socks.append(s)
+        if i % 25 == 24:
+            time.sleep(0.02)
+    return socks
+
+
+def _closed_by_peer(s: socket.socket, deadline: float) -> bool:
+    s.settimeout(max(deadline - time.monotonic(), 0.01))
+    try:
+        return s.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_hundreds_of_stalled_half_requests_do_not_starve_healthz_and_are_disconnected(
+    database_url: str,
+) -> None:
+    # A worker with a modest descriptor budget (256, as small containers have): slow clients that are never cut
+    # off use it up, after which the kernel queues every new connection, /healthz included, unaccepted.
+    assert MAX_PENDING_CONNECTIONS < 200, "the cap must leave room within the budget for the worker's own files"
+    env = worker_env(database_url, WORKER_HTTP_ENABLED="true", WORKER_HTTP_HOST="127.0.0.1", WORKER_HTTP_PORT="0")
+    with _descriptor_limit(256):
+        proc = WorkerProcess(env, name="slow-clients")
+    socks: list[socket.socket] = []
+    try:
+        port = await proc.http_port()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            with anyio.fail_after(20):
+                while (await client.get("/healthz")).status_code != 200:
+                    await anyio.sleep(0.1)
+            socks = await anyio.to_thread.run_sync(_stall, port, 600)
+            for _ in range(3):
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as fresh:
+                    with anyio.fail_after(5):
+                        r = await fresh.get("/healthz")
+                assert r.status_code == 200, r.text
+        # Every stalled connection is cut off: the oldest to make room for new ones, the rest at the header timeout.
+        deadline = time.monotonic() + HEADER_TIMEOUT_S + 10
+        still_open = [s for s in socks if not await anyio.to_thread.run_sync(_closed_by_peer, s, deadline)]
+        assert not still_open, f"{len(still_open)} of {len(socks)} stalled connections still open"
+        assert proc.alive and "Traceback" not in proc.output, proc.output[-3000:]
+    finally:
+        for s in socks:
+            s.close()
+        proc.cleanup()
+
+
+async def _asgi_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextlib.asynccontextmanager
+async def _guarded_server(header_timeout_s: float, max_pending: int) -> AsyncIterator[int]:
+    """uvicorn serving a trivial app through the port's protocol, with short bounds; yields the port."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(_asgi_ok, log_config=None, lifespan="off", ws="none",
+                            http=guarded_protocol(header_timeout_s, max_pending))
+    server = uvicorn.Server(config)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.sleep(0.01)
+            try:
+                yield int(sock.getsockname()[1])
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+async def _closed_within(stream: anyio.abc.SocketStream, timeout_s: float) -> bool:
+    with anyio.move_on_after(timeout_s):
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+            return True
+    return False
+
+
+async def test_the_header_deadline_is_not_extended_by_trickled_bytes_and_holds_for_every_request() -> None:
+    async with _guarded_server(header_timeout_s=1.0, max_pending=10) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as trickler:
+            start = time.monotonic()
+            with anyio.move_on_after(5), contextlib.suppress(anyio.BrokenResourceError):
+                for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: 1234567890":
+                    await trickler.send(bytes([byte]))  # a byte every 0.2 s: 8 s for the whole line and headers
+                    await anyio.sleep(0.2)
+            assert await _closed_within(trickler, 1.0), "a client trickling its headers was not cut off"
+            assert time.monotonic() - start < 5, "the deadline moved with each byte"
+        # A kept-alive connection: the first request is answered, a stalled second one is cut off in turn.
+        async with await anyio.connect_tcp("127.0.0.1", port) as kept:
+            await kept.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"200 OK" in await kept.receive()
+            await kept.send(b"GET / HTTP/1.1\r\nHo")
+            assert await _closed_within(kept, 3.0), "a stalled second request on a kept-alive connection stayed open"
+
+
+async def test_a_new_connection_closes_the_one_waiting_longest_for_its_headers_beyond_the_cap() -> None:
+    async with _guarded_server(header_timeout_s=30.0, max_pending=3) as port, contextlib.AsyncExitStack() as stack:
+        stalled = []
+        for _ in range(5):
+            stream = await stack.enter_async_context(await anyio.connect_tcp("127.0.0.1", port))
+            await stream.send(b"GET / HTTP/1.1\r\n")
+            stalled.append(stream)
+            await anyio.sleep(0.05)
+        fresh = await stack.enter_async_context(await anyio.connect_tcp("127.0.0.1", port))
+        await fresh.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in await fresh.receive()
+        closed = [await _closed_within(s, 0.5) for s in stalled]
+        assert closed == [True, True, True, False, False], closed  # the three oldest made room for 4, 5, fresh

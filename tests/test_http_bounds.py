@@ -25,6 +25,7 @@ from tests.hostile_support import FINGERPRINT
 from tests.http_helpers import SECRET, auth
 from tests.procs import WorkerProcess, worker_env
 from worker import operator, queue
+from worker.http import inputs
 from worker.http.inputs import MAX_JSON_DEPTH
 from worker.http.server import HEADER_TIMEOUT_S, MAX_PENDING_CONNECTIONS, guarded_protocol
 
@@ -140,6 +141,26 @@ async def test_json_at_the_depth_bound_and_big_but_bounded_numbers_are_still_acc
         r = await client.post("/trigger", content=deeper.encode(), headers=auth())
         assert r.status_code == 422 and f"{MAX_JSON_DEPTH} levels" in r.json()["error"], r.text
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 3
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_changes_nothing(
+    database_url: str, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs, "BODY_TIMEOUT_S", 0.5, raising=False)
+    async with _daemon(database_url, conn) as client:
+        before = await conn.fetchval(FINGERPRINT)
+        host, port = client.base_url.host, client.base_url.port
+        assert port is not None
+        async with await anyio.connect_tcp(host, port) as stream:
+            await stream.send(b"POST /trigger HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET.encode()
+                              + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                              + b'{"task_type":"noop"')
+            with anyio.fail_after(5):
+                answer = await stream.receive()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer
+        assert b"did not arrive within" in body, answer
+        assert await conn.fetchval(FINGERPRINT) == before
 
 
 UNICODE_OR_ODD_DIGITS = ["²", "٣", "\uff11\uff10", "¹²", "5²", "9" * 5000, "1e3", "+5", " 5", "5 ", "0x10", "1_0",

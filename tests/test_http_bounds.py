@@ -163,6 +163,26 @@ async def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_changes_n
         assert await conn.fetchval(FINGERPRINT) == before
 
 
+async def test_a_client_that_disconnects_mid_body_is_not_logged_as_an_internal_error(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    async with _daemon(database_url, conn) as client:
+        before = await conn.fetchval(FINGERPRINT)
+        host, port = client.base_url.host, client.base_url.port
+        assert port is not None
+        with capture_logs() as logs:
+            for path, token in (("/trigger", SECRET), ("/admin/api/pause", BEARER["Authorization"][7:])):
+                async with await anyio.connect_tcp(host, port) as stream:
+                    await stream.send(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                                      "Content-Length: 100\r\n\r\n{\"task_type\":".encode())
+                    await anyio.sleep(0.2)
+            await anyio.sleep(0.5)
+            r = await client.get("/healthz")
+        assert r.status_code == 200
+        _no_internal_errors(logs)
+        assert await conn.fetchval(FINGERPRINT) == before
+
+
 UNICODE_OR_ODD_DIGITS = ["²", "٣", "\uff11\uff10", "¹²", "5²", "9" * 5000, "1e3", "+5", " 5", "5 ", "0x10", "1_0",
                          "0", "-1", "3.0", "99999999999999999999"]
 

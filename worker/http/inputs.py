@@ -1,7 +1,8 @@
 """Parsing at the HTTP edge: every request body and query integer the port accepts is read here, within bounds.
 
 Invariants (guarded by tests/test_http_bounds.py and the property tests in tests/test_hostile_http.py):
-* a body is at most MAX_BODY_BYTES (the queue's payload cap) and arrives within BODY_TIMEOUT_S, else 413 / 408;
+* a body is at most MAX_BODY_BYTES (the queue's payload cap) and arrives within BODY_TIMEOUT_S, else 413 / 408
+  (a client gone mid-body is a 400 nobody reads, not an internal error);
 * JSON is UTF-8 text nested at most MAX_JSON_DEPTH levels (422), whose integers have at most MAX_INT_DIGITS digits
   and whose other numbers are finite doubles (422); NaN / Infinity and lone UTF-16 surrogates are not JSON (400);
 * a query integer is ASCII digits only (str.isdigit() and int() also take '²' or '٣'), within its range (422).
@@ -17,7 +18,7 @@ from itertools import accumulate
 from typing import Any, overload
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from worker.queue import MAX_PAYLOAD_BYTES
 
@@ -79,11 +80,14 @@ async def read_body(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     with anyio.move_on_after(BODY_TIMEOUT_S) as scope:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large()
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _too_large()
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody is left to answer; a 4xx keeps it out of the internal-error log
+            raise HttpProblem(400, "the client disconnected before sending the whole body") from None
     if scope.cancelled_caught:
         raise HttpProblem(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g}s")
     return b"".join(chunks)

@@ -1,7 +1,9 @@
 """Hostile input on the HTTP port (property-based, hypothesis): bodies, query strings and headers of /trigger,
-/api/jobs/run and /admin/api. Every input gets a clear answer (2xx, or a 4xx with a JSON error), never a 500 or a
-traceback, and a rejected input changes no row. One `worker run` process serves the whole module; everything
-is paused ('*') so nothing runs behind the test's back and row fingerprints are stable."""
+/api/jobs/run and /admin/api, including JSON beyond the port's bounds (nested thousands deep, integers of
+thousands of digits, NaN, lone surrogates) and query integers in Unicode digits. Every input gets a clear answer
+(2xx, or a 4xx with a JSON error), never a 500 or a traceback, and a rejected input changes no row. One
+`worker run` process serves the whole module; everything is paused ('*') so nothing runs behind the test's back
+and row fingerprints are stable."""
 
 from __future__ import annotations
 
@@ -14,7 +16,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_support import execute, fingerprint, json_objects, json_values, module_database, printable
+from tests.hostile_support import (
+    execute,
+    fingerprint,
+    hostile_json,
+    job_states,
+    json_objects,
+    json_values,
+    module_database,
+    odd_integers,
+    printable,
+)
 from tests.procs import WorkerProcess, worker_env
 
 __all__ = ["module_database"]
@@ -61,7 +73,24 @@ def _raw(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
+# Bodies that embed a hostile JSON fragment where each endpoint would otherwise take a value.
+hostile_bodies = st.one_of(
+    hostile_json,
+    st.builds(lambda key, value: f'{{"{key}": {value}}}', st.sampled_from(["limit", "ids", "filter", "reason", "x"]),
+              hostile_json),
+    st.builds(lambda value: f'{{"task_type": "noop", "payload": {{"fail": {value}}}}}', hostile_json),
+    st.builds(lambda value: f'{{"ids": [{value}], "filter": {{"status": {value}}}}}', hostile_json),
+).map(str.encode)
+query_integers = st.one_of(st.none(), printable, odd_integers)
+ONE_JOB = "/admin/api/jobs/00000000-0000-0000-0000-000000000000"
+BODY_ENDPOINTS = [
+    ("/trigger", SECRET), ("/api/jobs/run", SECRET), ("/admin/api/pause", ADMIN), ("/admin/api/resume", ADMIN),
+    *((f"/admin/api/jobs/{action}", ADMIN) for action in ("retry", "cancel", "archive")),
+    *((f"{ONE_JOB}/{action}", ADMIN) for action in ("retry", "cancel", "archive", "run-now")),
+]
+
 bodies = st.one_of(
+    hostile_bodies,
     json_objects.map(_raw),
     json_values.map(_raw),
     st.binary(max_size=200),
@@ -86,7 +115,20 @@ def test_trigger_answers_every_body_with_a_clear_status_and_rejections_change_no
 
 
 @HYPO
-@given(body=bodies, limit=st.one_of(st.none(), printable))
+@given(body=hostile_bodies, endpoint=st.sampled_from(BODY_ENDPOINTS))
+def test_json_beyond_the_bounds_gets_a_4xx_on_every_body_endpoint_and_changes_nothing(
+    server: tuple[httpx.Client, str], body: bytes, endpoint: tuple[str, str]
+) -> None:
+    client, url = server
+    path, token = endpoint
+    before = fingerprint(url)
+    r = client.post(path, content=body, headers={"Authorization": f"Bearer {token}",
+                                                 "Content-Type": "application/json"})
+    _check(r, before, url, accepted=set())
+
+
+@HYPO
+@given(body=bodies, limit=query_integers)
 def test_jobs_run_answers_every_body_and_query_with_a_clear_status(
     server: tuple[httpx.Client, str], body: bytes, limit: str | None
 ) -> None:
@@ -118,16 +160,20 @@ def test_bad_credentials_are_refused_with_401_and_change_nothing(
 
 @HYPO
 @given(
-    query=st.dictionaries(st.sampled_from(["status", "task_type", "limit", "after", "before", "q", "cursor", "x"]),
-                          printable, max_size=4),
+    query=st.dictionaries(st.sampled_from(["status", "task_type", "after", "before", "q", "cursor", "x", "since",
+                                           "until"]),
+                          st.one_of(printable, odd_integers), max_size=4),
+    limit=query_integers,
     job_id=st.one_of(st.uuids().map(str), printable.filter(lambda s: s and "/" not in s and "?" not in s
                                                            and "#" not in s and "%" not in s)),
 )
 def test_admin_api_queries_and_ids_get_a_clear_answer(
-    server: tuple[httpx.Client, str], query: dict[str, str], job_id: str
+    server: tuple[httpx.Client, str], query: dict[str, str], limit: str | None, job_id: str
 ) -> None:
     client, url = server
     auth = {"Authorization": f"Bearer {ADMIN}"}
+    if limit is not None:
+        query = {**query, "limit": limit}
     before = fingerprint(url)
     _check(client.get("/admin/api/jobs", params=query, headers=auth), before, url, accepted={200})
     _check(client.get(f"/admin/api/jobs/{job_id}", headers=auth), before, url, accepted={200})
@@ -140,9 +186,18 @@ def test_admin_api_bulk_actions_reject_hostile_bodies_without_changing_anything(
     server: tuple[httpx.Client, str], body: bytes, action: str
 ) -> None:
     client, url = server
-    before = fingerprint(url)
+    before, rows_before = fingerprint(url), job_states(url)
     r = client.post(f"/admin/api/jobs/{action}", content=body, headers={"Authorization": f"Bearer {ADMIN}"})
-    # A well-formed bulk request over an empty selection may answer 200; it must change nothing either way.
+    # A well-formed bulk request may answer 200: then it changed exactly the jobs it reports, and nothing at all
+    # when it reports none.
     _check(r, before, url, accepted=set() if r.status_code != 200 else {200})
     if r.status_code == 200:
-        assert fingerprint(url) == before or action != "archive"
+        answer = r.json()
+        rows_after = job_states(url)
+        changed = {i for i, row in rows_before.items() if rows_after.get(i) != row}
+        named = {str(i) for i in answer[{"retry": "retried", "cancel": "cancelled", "archive": "archived"}[action]]}
+        assert len(changed) == answer["count"] and changed <= named, (answer, changed)
+        if action == "archive":
+            assert all(i not in rows_after for i in changed), "archived jobs leave job_queue"
+        if answer["count"] == 0:
+            assert fingerprint(url) == before, f"a bulk {action} that acted on nothing changed rows"

@@ -3,8 +3,8 @@
 Every action goes through the same operations as the CLI: queue.retry_now / queue.cancel (`worker jobs
 retry|cancel ID...`), operator.archive_ids (`worker jobs archive ID...`), operator.pause / resume, and run-now
 claims the job explicitly like `/api/jobs/run` with ids. Bad input is a 4xx `{"error": ...}` and changes
-nothing: 400 malformed JSON, 401 not signed in, 403 CSRF, 404 unknown job, 409 a state that forbids the action,
-413 body too large, 422 invalid field.
+nothing: 400 malformed JSON, 401 not signed in, 403 CSRF, 404 unknown job, 408 body too slow, 409 a state that
+forbids the action, 413 body too large, 422 invalid field (or JSON beyond the bounds of worker/http/inputs.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from worker.http.admin_data import (
     parse_limit,
     select_ids,
 )
-from worker.http.app import HttpProblem, describe_failure, read_json_object
+from worker.http.app import describe_failure
+from worker.http.inputs import HttpProblem, read_json_object
 from worker.http.runjobs import run_jobs
 
 if TYPE_CHECKING:

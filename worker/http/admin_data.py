@@ -22,6 +22,7 @@ import anyio
 from worker import operator, queue
 from worker.db import translate
 from worker.errors import InvalidInput
+from worker.http.inputs import query_int
 from worker.queue import Executor
 from worker.scheduler import schedules_from_settings
 from worker.sql import queries
@@ -106,6 +107,9 @@ class JobFilter:
         if task_type is not None:
             queue.validate_task_type(task_type)
         since_text, until_text = _text(params, "since"), _text(params, "until")
+        for key, text in (("since", since_text), ("until", until_text)):
+            if text is not None and not text.isascii():  # `\d` and float() also take '٣' and the like
+                raise InvalidInput(f"{key} must be written in ASCII (e.g. 1h or 2024-05-01T00:00:00Z)")
         since = operator.parse_since(since_text) if since_text else None
         until = operator.parse_since(until_text) if until_text else None
         if since and until and since >= until:
@@ -123,13 +127,8 @@ class JobFilter:
         return {k: getattr(self, k) for k in FILTER_KEYS}
 
 
-def parse_limit(raw: Any, default: int = 50, maximum: int = MAX_PAGE) -> int:
-    if raw is None or raw == "":
-        return default
-    text = str(raw)
-    if isinstance(raw, bool) or not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise InvalidInput(f"limit must be an integer from 1 to {maximum}, not {raw!r}")
-    return int(text)
+def parse_limit(raw: str | None, default: int = 50, maximum: int = MAX_PAGE) -> int:
+    return query_int(raw, name="limit", minimum=1, maximum=maximum, default=default)
 
 
 async def list_jobs(

@@ -22,7 +22,7 @@ from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound
 from worker.http.admin_api import AdminContext
 from worker.http.admin_auth import Principal, same_origin_problem
 from worker.http.admin_data import FILTER_KEYS, JobFilter, job_detail, json_default, list_jobs
-from worker.http.app import HttpProblem, read_body
+from worker.http.inputs import HttpProblem, read_body
 
 __all__ = ["page_routes"]
 

@@ -1,14 +1,15 @@
 """The daemon's HTTP port (Starlette): probes, the cron trigger, the seed's `/api/jobs/run`, and metrics.
 
 Bad input is always a 4xx with a JSON `{"error": ...}` naming the problem and changes nothing: malformed JSON
-400, missing or wrong bearer token 401 (no detail), body over 64 KiB 413, unknown task type / invalid payload
-/ invalid field 422, wrong method 405. No runner secret configured: the guarded endpoints answer 503.
+400, missing or wrong bearer token 401 (no detail), body not received within 10 s 408, body over 64 KiB 413,
+JSON nested too deep or numbers out of bounds / unknown task type / invalid payload / invalid field 422, wrong
+method 405. No runner secret configured: the guarded endpoints answer 503. Bodies and query integers are read
+through worker/http/inputs.py (the bounds are listed there).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from worker import db, queue
 from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound, JobStateConflict
+from worker.http.inputs import MAX_BODY_BYTES, HttpProblem, query_int, read_json_object
 from worker.http.runjobs import run_jobs
 from worker.metrics import CONTENT_TYPE, Metrics
 from worker.migrate import schema_status
@@ -35,21 +37,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_BODY_BYTES", "HttpProblem", "create_app"]
 
-MAX_BODY_BYTES = 64 * 1024
 PROBE_TIMEOUT_S = 2.0
+MAX_LIMIT = 2**31 - 1
+"""The largest `limit` /api/jobs/run accepts (query or body); within it, WORKER_RUN_LIMIT_MAX caps the run."""
 
 log = structlog.get_logger("worker.http")
 _Q = queries("health")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class HttpProblem(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 class TriggerBody(BaseModel):
@@ -65,7 +60,7 @@ class RunBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     ids: list[uuid.UUID] | None = Field(default=None, min_length=1)
 
 
@@ -101,36 +96,6 @@ def _guarded(fn: Endpoint) -> Endpoint:
             return _error(*describe_failure(exc, request, "http"))
 
     return endpoint
-
-
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HttpProblem(413, f"request body is over the {MAX_BODY_BYTES} byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HttpProblem(413, f"request body is over the {MAX_BODY_BYTES} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_json_object(request: Request) -> dict[str, Any] | None:
-    """The body as a JSON object; None when the body is empty."""
-    raw = await read_body(request)
-    if not raw.strip():
-        return None
-    try:
-        value = json.loads(raw)
-    except UnicodeDecodeError:
-        raise HttpProblem(400, "malformed JSON: the body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise HttpProblem(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(value, dict):
-        raise HttpProblem(422, "the body must be a JSON object")
-    return value
 
 
 def _model(model: type[BaseModel], body: dict[str, Any] | None) -> Any:
@@ -252,11 +217,8 @@ def create_app(
         authorize(request)
         body: RunBody = _model(RunBody, await read_json_object(request))
         limit = body.limit
-        if limit is None and "limit" in request.query_params:
-            raw = request.query_params["limit"]
-            if not raw.isdigit() or int(raw) < 1:
-                raise HttpProblem(422, f"limit must be a positive integer, not {raw!r}")
-            limit = int(raw)
+        if limit is None:
+            limit = query_int(request.query_params.get("limit"), name="limit", minimum=1, maximum=MAX_LIMIT)
         if body.ids is not None and len(body.ids) > settings.run_limit_max:
             raise HttpProblem(422, f"at most {settings.run_limit_max} ids at once")
         limit = min(limit or (len(body.ids) if body.ids else 10), settings.run_limit_max)

@@ -63,7 +63,9 @@ def _nested(depth: int) -> dict[str, Any]:
 # (int() refuses more than 4,300 digits).
 poison_payloads = st.one_of(
     st.sampled_from([129, 150, 1500, 3000]).map(_nested),
-    st.sampled_from([1001, 4299, 4400]).map(lambda digits: {"n": [int("9" * min(digits, 4300))] * (digits // 4300 + 1)}),
+    st.sampled_from([1001, 4299, 4400]).map(
+        lambda digits: {"n": [int("9" * min(digits, 4300))] * (digits // 4300 + 1)}
+    ),
 )
 
 new_jobs = st.builds(

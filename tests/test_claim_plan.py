@@ -6,13 +6,13 @@ BUFFERS in JSON, sent to this session as notices)."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests.claim_plans import claim_plans, nodes, sorts_over_job_queue
 from worker import queue
 from worker.sql import queries
 
@@ -28,65 +28,19 @@ INSERT INTO job_queue (task_type, run_at)
 SELECT 'noop', now() - interval '1 second' FROM generate_series(1, $1) AS g"""
 
 
-async def _claim_plans(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], int]:
-    """Claim once as the daemon does; returns every plan the claim executed and how many jobs it claimed."""
-    notices: list[str] = []
-
-    def listener(_c: object, msg: asyncpg.PostgresLogMessage) -> None:
-        notices.append(msg.message)
-
-    await conn.execute(
-        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
-        " SET auto_explain.log_buffers = on; SET auto_explain.log_nested_statements = on;"
-        " SET auto_explain.log_format = json; SET auto_explain.log_level = notice;"
-    )
-    conn.add_log_listener(listener)
-    try:
-        jobs = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=CLAIM, lease_s=30)
-    finally:
-        conn.remove_log_listener(listener)
-        await conn.execute("SET auto_explain.log_min_duration = -1")
-    plans = []
-    for text in notices:
-        start = text.find("{")
-        if start >= 0:
-            plans.append(json.loads(text[start:])["Plan"])
-    assert plans, notices
-    return plans, len(jobs)
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [node]
-    for child in node.get("Plans", []):
-        found += _nodes(child)
-    return found
-
-
-def _sorts_over_job_queue(node: dict[str, Any]) -> list[str]:
-    """Sort nodes whose input (not their init plans) reads job_queue."""
-    bad = []
-    for n in _nodes(node):
-        if "Sort" in n["Node Type"]:
-            inputs = [c for c in n.get("Plans", []) if c.get("Parent Relationship") == "Outer"]
-            if any(m.get("Relation Name") == "job_queue" for c in inputs for m in _nodes(c)):
-                rows = sum(int(c.get("Actual Rows", 0)) for c in inputs)
-                bad.append(f"{n['Node Type']} of {rows} rows (estimated {n.get('Plan Rows')})")
-    return bad
-
-
 def _claim_index_reads(plans: list[dict[str, Any]]) -> list[int]:
     """Per scan of job_queue_claim_idx: the entries it returned or filtered out (live rows it read)."""
     return [
         int(n["Actual Rows"]) + int(n.get("Rows Removed by Filter", 0))
-        for p in plans for n in _nodes(p) if n.get("Index Name") == "job_queue_claim_idx"
+        for p in plans for n in nodes(p) if n.get("Index Name") == "job_queue_claim_idx"
     ]
 
 
 async def _assert_claim_walks_the_index(conn: asyncpg.Connection, expect: int) -> None:
-    plans, claimed = await _claim_plans(conn)
+    plans, claimed = await claim_plans(conn, limit=CLAIM)
     assert claimed == expect
-    assert [s for p in plans for s in _sorts_over_job_queue(p)] == []
-    assert not any(n.get("Temp Written Blocks") for p in plans for n in _nodes(p))
+    assert [s for p in plans for s in sorts_over_job_queue(p)] == []
+    assert not any(n.get("Temp Written Blocks") for p in plans for n in nodes(p))
     reads = _claim_index_reads(plans)
     assert reads and sum(reads) <= claimed + 5, reads
 
@@ -123,7 +77,7 @@ def test_claim_and_recover_and_claim_pick_jobs_with_the_same_cte() -> None:
     q = queries("queue")
 
     def picked(sql: str) -> str:
-        match = re.search(r"\npicked AS \(\n.*?\n\),\n", sql, re.S) or re.search(r"WITH picked AS \(\n.*?\n\),\n", sql, re.S)
+        match = re.search(r"(?:\n|WITH )picked AS \(\n.*?\n\),\n", sql, re.S)
         assert match is not None
         return match.group(0).removeprefix("\n").removeprefix("WITH ")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from datetime import UTC, datetime
 
 import anyio
@@ -46,7 +47,7 @@ async def test_renewal_finish_recovery_and_claim_on_overlapping_rows_never_deadl
             batch = [_finished(j) for j in jobs]
             rng.shuffle(batch)
 
-            async def renew(c: asyncpg.Connection) -> set[object]:
+            async def renew(c: asyncpg.Connection, ids: list[uuid.UUID]) -> set[object]:
                 held: set[object] = set()
                 for _ in range(3):
                     order = ids[:]
@@ -62,7 +63,8 @@ async def test_renewal_finish_recovery_and_claim_on_overlapping_rows_never_deadl
 
             half = len(batch) // 2
             held_a, held_b, acked_a, acked_b, _ = await asyncio.gather(
-                renew(conns[0]), renew(conns[1]), finish(conns[2], batch[:half]), finish(conns[3], batch[half:]),
+                renew(conns[0], ids), renew(conns[1], ids),
+                finish(conns[2], batch[:half]), finish(conns[3], batch[half:]),
                 recover_and_claim(conns[4]),
             )
             assert acked_a | acked_b == set(ids)  # no finished attempt refused: no lease was lost

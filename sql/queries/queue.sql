@@ -152,18 +152,9 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 -- from the update's own RETURNING, so nothing joins the batch a second time. No status test: locked_by is set
 -- exactly while a job runs (job_queue_lease_check), and a status test would let the planner drive this join
 -- from a status index over every running job instead of the key.
--- Rows are locked first, in id order (`held`), as every statement of the daemon that waits for row locks does
--- (heartbeat, release, cancel): two of them overlapping never wait for each other in a cycle, a deadlock
--- (tests/test_lease_deadlock.py). The update then touches only rows it already holds.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::text AS worker_id
     FROM unnest($2::job_queue_finished[]) AS d
-),
-held AS (
-    SELECT j.id
-    FROM done AS d JOIN job_queue AS j ON j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-    ORDER BY j.id
-    FOR UPDATE OF j
 ),
 upd AS (
     UPDATE job_queue AS j
@@ -177,7 +168,6 @@ upd AS (
         updated_at = now()
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-      AND j.id = ANY (ARRAY(SELECT id FROM held))
     RETURNING j.id, d.attempt, j.started_at, to_timestamp(d.finished_epoch) AS finished_at, d.outcome, d.error,
               d.duration_ms
 ),
@@ -190,18 +180,27 @@ ledger AS (
 SELECT d.id FROM done AS d WHERE NOT EXISTS (SELECT FROM upd WHERE upd.id = d.id);
 
 -- name: heartbeat
--- Extend the leases this worker still holds; returns the ids it holds. Rows are locked in id order first, as
--- in finish (no deadlock between the two: tests/test_lease_deadlock.py).
-WITH held AS (
-    SELECT id FROM job_queue
-    WHERE id = ANY ($1::uuid[]) AND locked_by = $2  -- set only while running (job_queue_lease_check)
-    ORDER BY id
-    FOR UPDATE
+-- Extend the leases this worker still holds; returns the ids it holds. It never waits for a row lock, so it is
+-- never part of a deadlock with the daemon's other statements (tests/test_lease_deadlock.py): a row another
+-- statement holds right now (this daemon's finish writing it, an operator's cancel) is skipped, not renewed,
+-- and reported held; the next beat renews it or finds it gone. locked_by is set only while a job runs
+-- (job_queue_lease_check).
+WITH mine AS MATERIALIZED (
+    SELECT id FROM job_queue WHERE id = ANY ($1::uuid[]) AND locked_by = $2
+),
+held AS (
+    SELECT id FROM job_queue WHERE id = ANY ($1::uuid[]) AND locked_by = $2
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+renewed AS (
+    UPDATE job_queue
+    SET locked_until = now() + make_interval(secs => $3)
+    WHERE id = ANY (ARRAY(SELECT id FROM held)) AND locked_by = $2
+    RETURNING id
 )
-UPDATE job_queue
-SET locked_until = now() + make_interval(secs => $3)
-WHERE id = ANY (ARRAY(SELECT id FROM held)) AND locked_by = $2
-RETURNING id;
+SELECT id FROM renewed
+UNION ALL
+SELECT id FROM mine WHERE id <> ALL (ARRAY(SELECT id FROM held));
 
 -- name: release
 -- Hand jobs back at shutdown: pending at once, the interrupted attempt not counted against max_attempts.
@@ -209,12 +208,6 @@ RETURNING id;
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::text AS worker_id
     FROM unnest($2::uuid[], $3::int[], $4::timestamptz[]) AS d (id, attempt, started_at)
-),
-held AS (  -- locked in id order first, as in finish
-    SELECT j.id
-    FROM done AS d JOIN job_queue AS j ON j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-    ORDER BY j.id
-    FOR UPDATE OF j
 ),
 upd AS (
     UPDATE job_queue AS j
@@ -227,7 +220,6 @@ upd AS (
         updated_at = now()
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-      AND j.id = ANY (ARRAY(SELECT id FROM held))
     RETURNING j.id, d.attempt, d.started_at
 )
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
@@ -241,7 +233,7 @@ RETURNING job_id;
 WITH target AS (
     SELECT id, status AS old_status, locked_by, started_at, attempts
     FROM job_queue WHERE id = ANY ($1::uuid[]) AND status IN ('pending', 'running')
-    ORDER BY id  -- locked in id order, as finish and heartbeat lock theirs
+    ORDER BY id  -- locked in id order: overlapping cancels wait for each other, never in a cycle
     FOR UPDATE
 ),
 upd AS (

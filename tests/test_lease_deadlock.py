@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
+from worker.leases import LeaseKeeper, RunningJob
 from worker.queue import Finished, Job, NewJob
 
 WORKER = "w"
@@ -116,3 +117,24 @@ async def test_a_deadlock_in_lease_renewal_or_finish_is_retried_and_logged_and_t
     retried = [e for e in logs if "DeadlockDetectedError" in str(e.get("error", ""))]
     assert {e["event"] for e in retried} & {"heartbeat.database_unavailable", "flush.database_unavailable"}
     assert all(e["log_level"] == "warning" for e in retried)
+
+
+
+async def test_a_job_that_finished_while_its_lease_was_being_renewed_is_not_reported_lost(
+    conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(2)])
+    done, running = await queue.claim(conn, worker_id=WORKER, task_types=["noop"], limit=2, lease_s=30)
+    held_calls: list[int] = []
+
+    def held() -> list[RunningJob]:
+        # The renewal reads the held jobs, then `done` finishes (its row released) before the renewal runs.
+        held_calls.append(1)
+        return [RunningJob(done), RunningJob(running)] if len(held_calls) == 1 else [RunningJob(running)]
+
+    await queue.finish(conn, WORKER, [_finished(done)])
+    lost: list[tuple[object, str]] = []
+    keeper = LeaseKeeper(pool, WORKER, lease_s=30, renew_every_s=10, held=held, also_renew=list,
+                         lose=lambda rj, why: lost.append((rj.job.id, why)))
+    await keeper.renew_once()
+    assert lost == []

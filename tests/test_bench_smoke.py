@@ -55,3 +55,31 @@ def test_bench_compare_rejects_an_unknown_system_with_exit_code_2(tmp_path: Path
     assert proc.returncode == 2
     assert "unknown system(s) nosuch" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_bench_soak_runs_a_short_soak_and_a_small_burst_and_prints_their_tables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_") and k != "DATABASE_URL"}
+    soak = subprocess.run(
+        [sys.executable, "-m", "bench.bench_soak", "--minutes", "0.1", "--interval", "2", "--shares", "0.5",
+         "--drain-jobs", "500", "--workdir", str(tmp_path / "soak")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
+    assert "drain rate (500 jobs, empty table)" in soak.stdout
+    rows = [line for line in soak.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows and all(len(r.split("|")) == 13 for r in rows)
+    burst = subprocess.run(
+        [sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-jobs", "300", "--burst-finished", "2000",
+         "--workdir", str(tmp_path / "burst")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert burst.returncode == 0, burst.stdout[-3000:] + burst.stderr[-3000:]
+    assert "| empty |" in burst.stdout and "| 2,000 finished jobs" in burst.stdout
+
+
+def test_bench_soak_rejects_a_bad_share_with_exit_code_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", "--shares", "half"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--shares" in proc.stderr

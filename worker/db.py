@@ -11,7 +11,7 @@ import anyio
 import asyncpg
 
 from worker import jsonvalues
-from worker.errors import DatabaseUnavailable
+from worker.errors import DatabaseConflict, DatabaseUnavailable
 
 __all__ = ["bounded", "connect", "connection", "create_pool", "is_connection_error", "json_loads", "translate"]
 
@@ -58,9 +58,17 @@ def translate() -> Iterator[None]:
     except DatabaseUnavailable:
         raise
     except BaseException as exc:
+        _raise_if_conflict(exc)
         if isinstance(exc, Exception) and is_connection_error(exc):
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
         raise
+
+
+def _raise_if_conflict(exc: BaseException) -> None:
+    """A deadlock or serialization failure (SQLSTATE 40P01, 40001) becomes DatabaseConflict: retried where
+    DatabaseUnavailable is (tests/test_lease_deadlock.py)."""
+    if isinstance(exc, (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)):
+        raise DatabaseConflict(f"database conflict, retry: {type(exc).__name__}: {exc}") from exc
 
 
 def json_loads(text: str) -> Any:

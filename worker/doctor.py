@@ -2,8 +2,8 @@
 
 Checks: database reachable; migrations current; NOTIFY round trip; running jobs with expired leases; age of the
 oldest due pending job (paused task types excluded); failures in the last hour per task type; paused task
-types; schedules and their last enqueue; pg_cron jobs and pg_net backlog where those schemas exist; and, with
-a URL, the daemon's /readyz.
+types; schedules and their last enqueue; autovacuum on for the queue's tables; pg_cron jobs and pg_net
+backlog where those schemas exist; and, with a URL, the daemon's /readyz.
 """
 
 from __future__ import annotations
@@ -166,7 +166,24 @@ async def _queue_checks(conn: asyncpg.Connection, settings: Settings, registry: 
     else:
         out.append(Check("paused", "pass", "nothing paused"))
     out.append(await _schedules(conn, settings, registry))
+    out.append(await _autovacuum(conn))
     return out
+
+
+async def _autovacuum(conn: asyncpg.Connection) -> Check:
+    """Warn when autovacuum cannot run on job_queue or job_runs (off on the server, or off for the table): their
+    dead rows then pile up under every claim until someone vacuums by hand (docs/maintenance.md)."""
+    rows = await conn.fetch(queries("maintenance")["autovacuum_state"])
+    dead = ", ".join(f"{r['table_name']} {r['dead_rows']} dead rows" for r in rows)
+    if rows and not rows[0]["server_on"]:
+        return Check("autovacuum", "warn", f"off on the server; {dead}",
+                     "set autovacuum = on (and track_counts = on), or VACUUM the queue tables on a schedule: "
+                     "see docs/maintenance.md")
+    off = [r["table_name"] for r in rows if not r["table_on"]]
+    if off:
+        return Check("autovacuum", "warn", f"off for {', '.join(off)}; {dead}",
+                     f"ALTER TABLE {off[0]} RESET (autovacuum_enabled): see docs/maintenance.md")
+    return Check("autovacuum", "pass", f"on; {dead}")
 
 
 async def _schedules(conn: asyncpg.Connection, settings: Settings, registry: Registry) -> Check:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseConflict",
     "DatabaseUnavailable",
     "InvalidInput",
     "InvalidPayload",
@@ -30,6 +31,11 @@ class ConfigError(WorkerError):
 
 class DatabaseUnavailable(WorkerError):
     """PostgreSQL could not be reached or the connection broke; the operation may be retried."""
+
+
+class DatabaseConflict(DatabaseUnavailable):
+    """A deadlock or serialization failure: the statement was rolled back and changed nothing; retry it. A
+    DatabaseUnavailable so that every loop of the daemon retries it (logged) instead of ending the process."""
 
 
 class MigrationError(WorkerError):

@@ -91,10 +91,13 @@ class LeaseKeeper:
             except DatabaseUnavailable as exc:
                 log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids))
             else:
+                # Only a job still held now is lost: one that finished while the renewal was on its way had its row
+                # released by its own finish (tests/test_lease_deadlock.py: no lease_lost under a stream of jobs).
+                still = {rj.job.id for rj in self.held()}
                 for job_id, rj in jobs.items():
                     if job_id in held:
                         rj.last_lease_ok = now
-                    elif rj.stop_reason is None:
+                    elif rj.stop_reason is None and job_id in still:
                         self.lose(rj, "lease no longer held (cancelled or recovered)")
         self.fence(time.monotonic())
 

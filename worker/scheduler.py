@@ -4,6 +4,10 @@ Each schedule's latest slot is claimed with a forward-only conditional upsert on
 same transaction as the enqueue, so whatever the number of replicas a slot is enqueued once and a finished
 slot is never enqueued again; the job's dedupe key `schedule:<name>:<slot>` is a second guard. After downtime
 only the latest missed slot is enqueued. A schedule seen for the first time starts at its next slot.
+
+Maintenance (cleanup) is enqueued at MAINTENANCE_PRIORITY, the highest priority a job can have: every claim
+takes due jobs by priority first, so the next claim of any replica takes it ahead of whatever backlog the
+queue holds, never behind the work it protects (docs/maintenance.md; tests/test_maintenance.py).
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from worker.settings import Settings
 from worker.sql import queries
 from worker.tasks import Registry
 
-__all__ = ["Fired", "Schedule", "Scheduler", "schedules_from_settings"]
+__all__ = ["MAINTENANCE_PRIORITY", "Fired", "Schedule", "Scheduler", "schedules_from_settings"]
 
 log = structlog.get_logger("worker.scheduler")
 _Q = queries("operator")
 MAX_SLEEP_S = 60.0
+MAINTENANCE_PRIORITY = 1000
+"""The top of job_queue_priority_check's range: maintenance jobs are claimed before any other due job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,7 @@ class Schedule:
     """A cron expression in UTC; empty = disabled."""
     task_type: str
     payload: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -63,7 +70,7 @@ def schedules_from_settings(settings: Settings) -> list[Schedule]:
     """The built-in schedules, as configured. An invalid cron expression is a ConfigError."""
     found = [
         Schedule("game_platform_sync", settings.schedule_game_platform_sync, "game_platform_sync"),
-        Schedule("cleanup", settings.schedule_cleanup, "cleanup"),
+        Schedule("cleanup", settings.schedule_cleanup, "cleanup", priority=MAINTENANCE_PRIORITY),
     ]
     for s in found:
         if s.enabled and not croniter.is_valid(s.cron):
@@ -152,7 +159,7 @@ class Scheduler:
                     conn,
                     queue.NewJob(
                         schedule.task_type, dict(schedule.payload), max_attempts=max_attempts,
-                        dedupe_key=schedule.dedupe_key(slot),
+                        dedupe_key=schedule.dedupe_key(slot), priority=schedule.priority,
                     ),
                 )
                 await conn.execute(_Q["schedule_set_job"], schedule.name, enq.id)

@@ -28,31 +28,15 @@ RETURNING id;
 -- The claimed jobs' start (now(): the same for every row) comes as Unix epoch seconds, which the client turns
 -- into one datetime per claim instead of decoding a timestamp per row (exact to the microsecond either way).
 -- date_part, not extract: extract computes a numeric, a few times the server's work per row.
--- Paused task types (job_queue_pause, '*' = all) are skipped: the claimable types are computed once, as an
--- InitPlan (the handled types minus the paused ones; a global pause is a one-time test), so each index entry
--- the scan visits costs one array test, and the plan stays on job_queue_claim_idx (a correlated NOT EXISTS
--- here turns into an anti join that sorts every due pending job; `task_type = ANY ($1)` in the open lets the
--- planner count the due jobs of those types, and it sorts them all for a large claim). The InitPlan's cost
--- does not depend on how many types $1 holds (EXCEPT, not a join probing the pause table per type): as a join,
--- a worker handling one or two types found its custom plans cheaper than the generic one (planned for ten) and
--- planned every claim anew (a one-job claim 0.58 ms; with the generic plan PostgreSQL now keeps after five
--- executions, 0.37 ms). A backlog's large claims stay on custom plans (a generic plan estimates LIMIT $2 at a
--- tenth of the table), of the same shape.
+-- The pick is job_queue_pick (migration 008): paused task types skipped, the due pending jobs walked in
+-- job_queue_claim_idx's order and locked, under a plan that cannot sort every due job whatever the statistics
+-- say (tests/test_claim_plan.py). The same `picked` CTE as recover_and_claim's (test_claim_plan guards it).
 WITH picked AS (
-    SELECT id
-    FROM job_queue
-    WHERE status = 'pending' AND run_at <= now()
-      AND task_type = ANY (ARRAY(
-            SELECT unnest($1::text[])
-            EXCEPT
-            SELECT p.task_type FROM job_queue_pause AS p))
-      AND NOT EXISTS (SELECT FROM job_queue_pause AS p WHERE p.task_type = '*')
-      -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
-      -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
-      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
-    ORDER BY priority DESC, run_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    SELECT p.id
+    FROM job_queue_pick($1::text[], $2::int) AS p (id)
+    -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
+    -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
+    WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
 ),
 claimed AS (
     UPDATE job_queue AS j
@@ -103,20 +87,11 @@ ledger AS (
     FROM recovered AS r
 ),
 picked AS (
-    SELECT id
-    FROM job_queue
-    WHERE status = 'pending' AND run_at <= now()
-      AND task_type = ANY (ARRAY(
-            SELECT unnest($1::text[])
-            EXCEPT
-            SELECT p.task_type FROM job_queue_pause AS p))
-      AND NOT EXISTS (SELECT FROM job_queue_pause AS p WHERE p.task_type = '*')
-      -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
-      -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
-      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
-    ORDER BY priority DESC, run_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    SELECT p.id
+    FROM job_queue_pick($1::text[], $2::int) AS p (id)
+    -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
+    -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
+    WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
 ),
 claimed AS (
     UPDATE job_queue AS j
@@ -205,11 +180,27 @@ ledger AS (
 SELECT d.id FROM done AS d WHERE NOT EXISTS (SELECT FROM upd WHERE upd.id = d.id);
 
 -- name: heartbeat
--- Extend the leases this worker still holds; returns the ids it holds.
-UPDATE job_queue
-SET locked_until = now() + make_interval(secs => $3)
-WHERE id = ANY ($1::uuid[]) AND locked_by = $2  -- set only while running (job_queue_lease_check)
-RETURNING id;
+-- Extend the leases this worker still holds; returns the ids it holds. It never waits for a row lock, so it is
+-- never part of a deadlock with the daemon's other statements (tests/test_lease_deadlock.py): a row another
+-- statement holds right now (this daemon's finish writing it, an operator's cancel) is skipped, not renewed,
+-- and reported held; the next beat renews it or finds it gone. locked_by is set only while a job runs
+-- (job_queue_lease_check).
+WITH mine AS MATERIALIZED (
+    SELECT id FROM job_queue WHERE id = ANY ($1::uuid[]) AND locked_by = $2
+),
+held AS (
+    SELECT id FROM job_queue WHERE id = ANY ($1::uuid[]) AND locked_by = $2
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+renewed AS (
+    UPDATE job_queue
+    SET locked_until = now() + make_interval(secs => $3)
+    WHERE id = ANY (ARRAY(SELECT id FROM held)) AND locked_by = $2
+    RETURNING id
+)
+SELECT id FROM renewed
+UNION ALL
+SELECT id FROM mine WHERE id <> ALL (ARRAY(SELECT id FROM held));
 
 -- name: release
 -- Hand jobs back at shutdown: pending at once, the interrupted attempt not counted against max_attempts.
@@ -242,6 +233,7 @@ RETURNING job_id;
 WITH target AS (
     SELECT id, status AS old_status, locked_by, started_at, attempts
     FROM job_queue WHERE id = ANY ($1::uuid[]) AND status IN ('pending', 'running')
+    ORDER BY id  -- locked in id order: overlapping cancels wait for each other, never in a cycle
     FOR UPDATE
 ),
 upd AS (

@@ -1,0 +1,273 @@
+"""Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on),
+fed by a producer at a fixed share of the measured drain rate, with cleanup every minute on a one-minute
+retention. Every `--interval` seconds it prints throughput, backlog, oldest due job, table and index sizes, dead
+rows, autovacuum runs, daemon restarts, `job.lease_lost` lines and the latest cleanup's delay.
+
+`--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
+`--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
+both drain rates. Figures only: a benchmark never fails on speed.
+
+    python -m bench.bench_soak --minutes 10 --shares 0.5,0.8
+    python -m bench.bench_soak --burst
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.procs import REPO_ROOT, clean_env
+from worker import db, queue
+from worker.migrate import migrate
+from worker.pgcluster import Cluster, throwaway_cluster
+from worker.queue import NewJob
+
+USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"
+
+_FINISHED = """
+WITH jobs AS (
+    INSERT INTO job_queue (task_type, status, attempts, run_at, created_at, started_at, finished_at)
+    SELECT 'noop', 'succeeded', 1, now() - interval '2 hours', now() - interval '2 hours',
+           now() - interval '2 hours', now() - interval '2 hours' + g * interval '1 us'
+    FROM generate_series(1, $1) AS g
+    RETURNING id, started_at, finished_at
+)
+INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
+SELECT id, 1, 'earlier', started_at, finished_at, 'succeeded', 0 FROM jobs"""
+_PENDING = "INSERT INTO job_queue (task_type) SELECT 'noop' FROM generate_series(1, $1)"
+_REPORT = """
+SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_at > now() - make_interval(secs => $1))
+           AS done,
+       (SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now()) AS backlog,
+       (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0) FROM job_queue
+        WHERE status = 'pending' AND run_at <= now()) AS oldest_s,
+       pg_total_relation_size('job_queue') AS queue_bytes, pg_total_relation_size('job_runs') AS runs_bytes,
+       (SELECT sum(n_dead_tup) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS dead,
+       (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
+       (SELECT max(extract(epoch FROM started_at - created_at)) FROM job_queue
+        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s"""
+
+
+def _allow_password(cluster: Cluster) -> None:
+    """Make the soak role authenticate with its password (SCRAM), as in production; others stay on trust."""
+    hba = cluster.datadir / "pg_hba.conf"
+    hba.write_text(f"host all {USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+
+
+async def _prepare(cluster: Cluster) -> str:
+    admin = await asyncpg.connect(cluster.url())
+    try:
+        await admin.execute(f"CREATE ROLE {USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
+        await admin.execute(f"CREATE DATABASE {DBNAME} OWNER {USER}")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
+    url = f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{cluster.port}/{DBNAME}"
+    conn = await db.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+class Daemon:
+    """`worker run` as a subprocess with default settings, restarted (and counted) whenever it exits."""
+
+    def __init__(self, url: str, workdir: Path, *, cleanup: bool) -> None:
+        self.env = clean_env() | {
+            "WORKER_DATABASE_URL": url, "WORKER_HTTP_ENABLED": "false", "WORKER_LOG_LEVEL": "warning",
+            "WORKER_LOG_FORMAT": "json", "WORKER_SCHEDULES_ENABLED": "true" if cleanup else "false",
+            "WORKER_SCHEDULE_CLEANUP": "* * * * *", "WORKER_SCHEDULE_GAME_PLATFORM_SYNC": "",
+            "WORKER_RETENTION_SUCCEEDED_DAYS": str(60 / 86400), "WORKER_RETENTION_FAILED_DAYS": str(60 / 86400),
+        }
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "worker", "run"], stdout=out,
+                                         stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT)
+
+    def keep_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.restarts += 1
+            self.start()
+
+    def count(self, event: str) -> int:
+        try:
+            return self.log.read_text(errors="replace").count(f'"{event}"')
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int) -> float:
+    """Start the daemon on `jobs` pending jobs; jobs per second from the first start to the last finish."""
+    daemon.start()
+    while int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status IN ('pending', 'running')")):
+        daemon.keep_alive()
+        await asyncio.sleep(0.2)
+    daemon.stop()
+    span = await conn.fetchval(
+        "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM job_queue WHERE status = 'succeeded'"
+        " AND started_at IS NOT NULL AND finished_at > now() - interval '1 hour'")
+    return jobs / max(float(span or 0), 1e-6)
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    await conn.execute("TRUNCATE job_queue, job_runs")
+
+
+async def _produce(url: str, rate: float, stop: asyncio.Event) -> None:
+    conn = await db.connect(url)
+    try:
+        started, made = time.monotonic(), 0
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate) - made
+            if due > 0:
+                await queue.enqueue_many(conn, [NewJob("noop") for _ in range(due)])
+                made += due
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+def _mb(n: Any) -> str:
+    return f"{int(n or 0) / 2**20:.0f}"
+
+
+async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: argparse.Namespace) -> None:
+    rate = share * drain_rate
+    print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
+    print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
+          "| restarts | lease_lost | cleanup delay (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    conn = await db.connect(url)
+    daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True)
+    daemon.log.parent.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    daemon.start()
+    producer = asyncio.create_task(_produce(url, rate, stop))
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    try:
+        next_report = started + args.interval
+        while time.monotonic() < end:
+            daemon.keep_alive()
+            if producer.done():
+                producer.result()
+            if time.monotonic() >= next_report:
+                r = await conn.fetchrow(_REPORT, float(args.interval))
+                delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
+                print(f"| {time.monotonic() - started:.0f} | {int(r['done']) / args.interval:,.0f} "
+                      f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
+                      f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
+                      f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} |", flush=True)
+                next_report += args.interval
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(producer, return_exceptions=True)
+        daemon.stop()
+        await _reset(conn)
+        await conn.close()
+
+
+async def _burst(url: str, workdir: Path, args: argparse.Namespace) -> None:
+    conn = await db.connect(url)
+    try:
+        await _reset(conn)
+        await conn.execute("ANALYZE job_queue")
+        await conn.execute(_PENDING, args.burst_jobs)
+        empty = await _drain(conn, Daemon(url, workdir / "burst-empty", cleanup=False), args.burst_jobs)
+        await _reset(conn)
+        await conn.execute(_FINISHED, args.burst_finished)
+        await conn.execute("ANALYZE job_queue")  # statistics of a mature table, taken before the burst
+        await conn.execute("ANALYZE job_runs")
+        await conn.execute(_PENDING, args.burst_jobs)
+        mature = await _drain(conn, Daemon(url, workdir / "burst-mature", cleanup=False), args.burst_jobs)
+    finally:
+        await conn.close()
+    print(f"\n## burst of {args.burst_jobs:,} jobs (no ANALYZE after the burst)")
+    print("| table before the burst | drain (jobs/s) |\n|---|---|")
+    print(f"| empty | {empty:,.0f} |")
+    print(f"| {args.burst_finished:,} finished jobs, statistics taken before the burst | {mature:,.0f} "
+          f"({mature / empty:.2f}x) |")
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with throwaway_cluster() as cluster:
+        _allow_password(cluster)
+        url = await _prepare(cluster)
+        print(f"# soak bench: throwaway cluster with stock settings on port {cluster.port}, "
+              f"PostgreSQL {await _version(url)}, one `worker run` with default settings, noop jobs")
+        if args.burst:
+            await _burst(url, workdir, args)
+            return
+        conn = await db.connect(url)
+        try:
+            await conn.execute(_PENDING, args.drain_jobs)
+            (workdir / "drain").mkdir(exist_ok=True)
+            drain_rate = await _drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs)
+            await _reset(conn)
+        finally:
+            await conn.close()
+        print(f"drain rate ({args.drain_jobs:,} jobs, empty table): {drain_rate:,.0f} jobs/s")
+        for share in args.shares:
+            await _soak(url, workdir, share, drain_rate, args)
+
+
+async def _version(url: str) -> str:
+    conn = await db.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.bench_soak", description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="length of each soak (default 10)")
+    p.add_argument("--shares", default="0.5,0.8", help="offered rates as shares of the drain rate")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
+    p.add_argument("--drain-jobs", type=int, default=50_000, help="jobs drained to measure the drain rate")
+    p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")
+    p.add_argument("--burst-jobs", type=int, default=100_000)
+    p.add_argument("--burst-finished", type=int, default=1_000_000)
+    p.add_argument("--workdir", default=os.path.join("bench", "results", "soak"), help="daemon logs go here")
+    args = p.parse_args(argv)
+    try:
+        args.shares = [float(s) for s in args.shares.split(",")]
+    except ValueError:
+        p.error(f"--shares: not a comma-separated list of numbers: {args.shares!r}")
+    if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
+        p.error("--shares must be in (0, 2], --minutes and --interval positive")
+    for name in ("drain_jobs", "burst_jobs", "burst_finished"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

@@ -24,7 +24,7 @@ import structlog
 from croniter import croniter
 
 from worker import queue
-from worker.db import translate
+from worker.db import bounded, translate
 from worker.errors import ConfigError, DatabaseUnavailable, InvalidInput
 from worker.settings import Settings
 from worker.sql import queries
@@ -145,7 +145,7 @@ class Scheduler:
             return None
         max_attempts = task.max_attempts or self.settings.default_max_attempts
         with translate():
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with bounded(self.pool, self.settings.db_call_timeout_s) as conn, conn.transaction():
                 row = await conn.fetchrow(
                     _Q["schedule_claim_slot"], schedule.name, schedule.cron, schedule.task_type, slot
                 )

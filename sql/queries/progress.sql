@@ -15,8 +15,12 @@ RETURNING id;
 SELECT id, progress FROM job_queue WHERE id = ANY ($1::uuid[]);
 
 -- name: running_progress
--- Running jobs of this task type that reported progress (for /metrics), at most $2 of them.
-SELECT id, progress FROM job_queue
-WHERE status = 'running' AND task_type = $1 AND progress IS NOT NULL
-ORDER BY started_at
-LIMIT $2;
+-- Per task type, the running jobs that reported progress and their done / total summed (for /metrics).
+SELECT task_type, count(*)::int AS jobs,
+       sum((progress->>'done')::bigint)::float8 AS done,
+       sum((progress->>'total')::bigint)::float8 AS total
+FROM job_queue
+WHERE status = 'running' AND progress IS NOT NULL
+  AND jsonb_typeof(progress->'done') = 'number'
+GROUP BY task_type
+ORDER BY task_type;

@@ -40,10 +40,13 @@ async def test_the_daemon_runs_the_sync_and_stores_its_summary(
         "updated": 119,
         "unchanged": 0,
         "skipped_fresh": 0,
+        "skipped_written": 0,
         "failed": 1,
+        "error_counts": {"unavailable": 1},
         "errors": None,
         "duration_ms": 0,
         "dry_run": False,
+        "resumed_since": None,
     }
     assert [e["error"] for e in result["errors"]] == ["unavailable: stats temporarily unavailable"]
     assert await conn.fetchval("SELECT count(*) FROM competitor_game_stats") == 119

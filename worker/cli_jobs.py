@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from worker import db, operator, queue
+from worker import db, operator, progress, queue
 from worker.backoff import BackoffPolicy
 from worker.builtin import default_registry
 from worker.cli_output import print_json, print_kv, print_table
@@ -74,7 +74,7 @@ async def cmd_enqueue(settings: Settings, args: Args) -> int:
 
 
 # --- list / show ----------------------------------------------------------------------------------
-LIST_COLUMNS = ["id", "task_type", "status", "attempts", "priority", "run_at", "created_at", "last_error"]
+LIST_COLUMNS = ["id", "task_type", "status", "attempts", "progress", "priority", "run_at", "created_at", "last_error"]
 
 
 async def cmd_list(settings: Settings, args: Args) -> int:
@@ -84,17 +84,18 @@ async def cmd_list(settings: Settings, args: Args) -> int:
         rows = await operator.list_jobs(
             conn, status=args.status, task_type=args.task_type, since=since, limit=args.limit, after=after
         )
+        await progress.attach_progress(conn, rows)
     next_after = rows[-1]["id"] if len(rows) == args.limit else None
     if args.json:
         print_json({"jobs": rows, "next_after": next_after})
     else:
-        print_table(rows, LIST_COLUMNS, max_width=50)
+        print_table([{**r, "progress": progress.render(r["progress"])} for r in rows], LIST_COLUMNS, max_width=50)
         if next_after:
             print(f"more: worker jobs list --after {next_after} ...")
     return 0
 
 
-SHOW_KEYS = ["id", "task_type", "status", "priority", "attempts", "max_attempts", "run_at", "dedupe_key",
+SHOW_KEYS = ["id", "task_type", "status", "progress", "priority", "attempts", "max_attempts", "run_at", "dedupe_key",
              "locked_by", "locked_until", "created_at", "started_at", "finished_at", "last_error"]
 
 
@@ -102,10 +103,11 @@ async def cmd_show(settings: Settings, args: Args) -> int:
     job_id = queue.parse_job_id(args.id)
     async with _conn(settings) as conn:
         job = await operator.show_job(conn, job_id)
+        await progress.attach_progress(conn, [job])
     if args.json:
         print_json(job)
         return 0
-    print_kv(job, SHOW_KEYS)
+    print_kv({**job, "progress": progress.render(job["progress"])}, SHOW_KEYS)
     print(f"payload\n  {json.dumps(job['payload'], indent=2).replace(chr(10), chr(10) + '  ')}")
     print(f"result\n  {json.dumps(job['result'], indent=2).replace(chr(10), chr(10) + '  ')}")
     print("attempts")

@@ -30,6 +30,7 @@ STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 _Q = queries("metrics")
+_PROGRESS = queries("progress")
 log = structlog.get_logger("worker.metrics")
 
 
@@ -53,6 +54,21 @@ class _QueueCollector(Collector):
             "Seconds since the oldest due pending job became due (0 when none is waiting).",
             value=m.oldest_due_age_s,
         )
+        done = GaugeMetricFamily(
+            "worker_job_progress_done",
+            "Running jobs' reported progress (ctx.progress): units done, summed per task type (read at scrape time).",
+            labels=["task_type"],
+        )
+        total = GaugeMetricFamily(
+            "worker_job_progress_total",
+            "Running jobs' reported progress: units in all, summed per task type (jobs that gave a total).",
+            labels=["task_type"],
+        )
+        for task_type, (d, t) in sorted(m.progress_snapshot.items()):
+            done.add_metric([task_type], d)
+            total.add_metric([task_type], t)
+        yield done
+        yield total
         yield GaugeMetricFamily(
             "worker_metrics_database_up", "1 when the last scrape could read the queue from the database.",
             value=1.0 if m.database_up else 0.0,
@@ -103,6 +119,7 @@ class Metrics(Hooks):
         self._by_type: dict[str, _TaskMetrics] = {}
         self.jobs_snapshot: dict[tuple[str, str], int] = {}
         self.oldest_due_age_s = 0.0
+        self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
         self.registry.register(_QueueCollector(self))
 
@@ -175,6 +192,7 @@ class Metrics(Hooks):
             with anyio.fail_after(timeout_s), translate():
                 rows: Sequence[Any] = await conn.fetch(_Q["jobs_by_status"])
                 oldest = await conn.fetchval(_Q["oldest_due_pending_age"])
+                progress: Sequence[Any] = await conn.fetch(_PROGRESS["running_progress"])
         except Exception as exc:
             log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")
             self.database_up = False
@@ -184,6 +202,7 @@ class Metrics(Hooks):
             snapshot[(row["task_type"], row["status"])] = int(row["n"])
         self.jobs_snapshot = snapshot
         self.oldest_due_age_s = max(0.0, float(oldest or 0.0))
+        self.progress_snapshot = {r["task_type"]: (float(r["done"] or 0), float(r["total"] or 0)) for r in progress}
         self.database_up = True
         return True
 

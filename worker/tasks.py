@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.errors import InvalidPayload, UnknownTaskType
 from worker.jsonvalues import Undecodable
+from worker.progress import ProgressReporter
 from worker.queue import Job, validate_task_type
 
 __all__ = ["EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error"]
@@ -34,6 +35,24 @@ class TaskContext:
     job: Job
     worker_id: str
     resources: dict[str, Any] = field(default_factory=dict)
+    _reporter: ProgressReporter | None = field(default=None, init=False, repr=False, compare=False)
+
+    def progress(self, done: int, total: int | None = None, phase: str | None = None) -> None:
+        """Report how far the job has come: `done` of `total` units (None: unknown) in `phase` (a short word).
+
+        Never blocks and never fails the job for a database problem: the report is written to the job row in
+        the background, at most about once a second (worker/progress.py; the latest report wins). A bad value
+        raises InvalidInput. Docs: docs/tasks.md ("Progress")."""
+        reporter = self._reporter
+        if reporter is None:
+            reporter = ProgressReporter(self.resources.get("pool"), self.job.id, self.worker_id, self.job.attempt)
+            object.__setattr__(self, "_reporter", reporter)  # created on first use: most jobs never report
+        reporter.report(done, total, phase)
+
+    async def flush_progress(self) -> None:
+        """Write the latest report now (bounded in time); call it after the last report, before returning."""
+        if self._reporter is not None:
+            await self._reporter.flush()
 
 
 Handler = Callable[[Any, TaskContext], Awaitable[Any]]

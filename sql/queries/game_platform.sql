@@ -1,15 +1,37 @@
 -- Named queries of worker/game_platform/sync.py. Parameters are positional ($n); nothing here is built from strings.
 
--- name: select_competitors
--- Every competitor to consider, with whether its stats are fresh enough to skip.
--- $1 coach id (null = every coach), $2 stale-after seconds (null = nothing is fresh).
-SELECT c.id, c.platform_player_id,
-       coalesce($2::float8 IS NOT NULL AND s.fetched_at > now() - make_interval(secs => $2::float8), false)
-           AS fresh
+-- name: count_competitors
+-- How many competitors the run considers, and how many of them it skips: `fresh` (fetched less than $2
+-- seconds ago) and `written` (fetched since $3, by an earlier attempt of the same job: the resume). A
+-- competitor both fresh and written counts as written.
+-- $1 coach id (null = every coach), $2 stale-after seconds (null = nothing is fresh), $3 resume since (null =
+-- no resume).
+SELECT count(*)::int AS competitors,
+       count(*) FILTER (WHERE $3::timestamptz IS NOT NULL AND s.fetched_at >= $3::timestamptz)::int AS written,
+       count(*) FILTER (WHERE NOT ($3::timestamptz IS NOT NULL AND s.fetched_at >= $3::timestamptz)
+                          AND $2::float8 IS NOT NULL
+                          AND s.fetched_at > now() - make_interval(secs => $2::float8))::int AS fresh
+FROM competitors c
+LEFT JOIN competitor_game_stats s ON s.competitor_id = c.id
+WHERE ($1::uuid IS NULL OR c.coach_id = $1::uuid);
+
+-- name: competitors_page
+-- One page of the competitors to fetch, keyset by id (a page costs the rows it reads, whatever its depth):
+-- those after $4, at most $5, without the fresh and the already written ones ($1..$3 as count_competitors).
+SELECT c.id, c.platform_player_id
 FROM competitors c
 LEFT JOIN competitor_game_stats s ON s.competitor_id = c.id
 WHERE ($1::uuid IS NULL OR c.coach_id = $1::uuid)
-ORDER BY c.id;
+  AND ($4::uuid IS NULL OR c.id > $4::uuid)
+  AND NOT coalesce($3::timestamptz IS NOT NULL AND s.fetched_at >= $3::timestamptz, false)
+  AND NOT coalesce($2::float8 IS NOT NULL AND s.fetched_at > now() - make_interval(secs => $2::float8), false)
+ORDER BY c.id
+LIMIT $5;
+
+-- name: resume_since
+-- The start of this job's earliest attempt before the current one (null when there was none): what an earlier
+-- attempt wrote since then is skipped by the resume. $1 job id, $2 the current attempt's start.
+SELECT min(started_at) FROM job_runs WHERE job_id = $1 AND started_at < $2;
 
 -- name: upsert_stats
 -- One batch of fetched stats, as parallel arrays (one element per competitor), in one statement.

@@ -91,11 +91,19 @@ def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random 
 class _Retry(Exception):
     """Internal: this attempt failed in a way worth retrying."""
 
-    def __init__(self, reason: str, *, after_s: float | None = None, error: GamePlatformError | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        after_s: float | None = None,
+        error: GamePlatformError | None = None,
+        code: str = "unavailable",
+    ):
         super().__init__(reason)
         self.reason = reason
         self.after_s = after_s
         self.error = error
+        self.code = code
 
 
 class GamePlatformClient:
@@ -214,12 +222,14 @@ class GamePlatformClient:
                     if retry.error is not None:
                         raise retry.error from retry.error.__cause__
                     raise PlatformUnavailable(
-                        f"game platform {method} {path} failed after {attempt + 1} attempts: {retry.reason}"
+                        f"game platform {method} {path} failed after {attempt + 1} attempts: {retry.reason}",
+                        code=retry.code,
                     ) from retry.__cause__
                 if retry.after_s is not None and retry.after_s > self._retry_after_cap_s:
                     raise PlatformUnavailable(
                         f"game platform {method} {path} asked to retry after {retry.after_s:g}s "
-                        f"(more than {self._retry_after_cap_s:g}s): {retry.reason}"
+                        f"(more than {self._retry_after_cap_s:g}s): {retry.reason}",
+                        code=retry.code,
                     ) from retry.__cause__
                 delay = retry.after_s
                 if delay is None:
@@ -248,7 +258,7 @@ class GamePlatformClient:
                     method, path, content=content, params=params, headers=_JSON_BODY if content is not None else None
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _Retry(f"timed out after {time.monotonic() - started:.2f}s") from exc
+            raise _Retry(f"timed out after {time.monotonic() - started:.2f}s", code="timeout") from exc
         except httpx.HTTPError as exc:
             raise _Retry(f"connection error: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
@@ -264,7 +274,9 @@ class GamePlatformClient:
                 "(check GAME_PLATFORM_API_KEY; the sync stopped without retrying)"
             )
         if status == 429:
-            raise _Retry(f"HTTP 429{detail}", after_s=parse_retry_after(response.headers.get("Retry-After")))
+            raise _Retry(
+                f"HTTP 429{detail}", after_s=parse_retry_after(response.headers.get("Retry-After")), code="rate_limited"
+            )
         if status >= 500:
             raise _Retry(f"HTTP {status}{detail}")
         code = _error_code(response)

@@ -36,7 +36,12 @@ class PlatformRequestError(GamePlatformError):
 
 
 class PlatformUnavailable(GamePlatformError):
-    """5xx, 429, timeouts or connection errors that outlasted every retry."""
+    """5xx, 429, timeouts or connection errors that outlasted every retry. `code` names the last failure:
+    `rate_limited` (429), `timeout`, or `unavailable` (5xx, connection errors)."""
+
+    def __init__(self, message: str, *, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class MalformedResponse(GamePlatformError):

@@ -1,7 +1,12 @@
 """The `game_platform_sync` job: its payload model and its handler.
 
 Payload (the seed's camelCase; snake_case accepted too; unknown keys rejected):
-    {"dryRun": bool = false, "coachId": uuid | null, "staleAfterMinutes": int (1..525600) | null}
+    {"dryRun": bool = false, "coachId": uuid | null, "staleAfterMinutes": int (1..525600) | null,
+     "fullRun": bool = false}
+
+A retried job resumes: an attempt after the first skips the competitors fetched since the job's first attempt
+started (what the earlier attempts wrote), unless `fullRun` is true or it is a dry run (which writes
+nothing). Progress (done / total, phase) is reported through ctx.progress.
 
 The result stored on the job row is the sync's summary. Per-competitor errors do not fail the job; a systemic
 failure does, and the queue retries it with backoff (up to the job's max_attempts):
@@ -21,12 +26,15 @@ from uuid import UUID
 import asyncpg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from worker import db
 from worker.settings import Settings
+from worker.sql import queries
 from worker.tasks import Task, TaskContext
 
 __all__ = ["TASK_TYPE", "GamePlatformSyncPayload", "game_platform_sync", "game_platform_sync_task"]
 
 TASK_TYPE = "game_platform_sync"
+_Q = queries("game_platform")
 
 
 class GamePlatformSyncPayload(BaseModel):
@@ -49,6 +57,11 @@ class GamePlatformSyncPayload(BaseModel):
         validation_alias=AliasChoices("staleAfterMinutes", "stale_after_minutes"),
         description="Skip competitors fetched less than this many minutes ago.",
     )
+    full_run: StrictBool = Field(
+        default=False,
+        validation_alias=AliasChoices("fullRun", "full_run"),
+        description="A retried attempt fetches every competitor again instead of resuming.",
+    )
 
 
 async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext) -> dict[str, Any]:
@@ -60,16 +73,25 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
     from worker.game_platform.client import GamePlatformClient
     from worker.game_platform.sync import sync_all_competitor_game_stats
 
-    async with GamePlatformClient.from_settings(settings) as client:
-        return await sync_all_competitor_game_stats(
-            pool,
-            client,
-            coach_id=payload.coach_id,
-            dry_run=payload.dry_run,
-            stale_after=stale,
-            batch_size=settings.game_platform_batch_size,
-            concurrency=settings.game_platform_concurrency,
-        )
+    since = None
+    if ctx.job.attempt > 1 and not payload.dry_run and not payload.full_run:
+        with db.translate():
+            since = await pool.fetchval(_Q["resume_since"], ctx.job.id, ctx.job.started_at)
+    try:
+        async with GamePlatformClient.from_settings(settings) as client:
+            return await sync_all_competitor_game_stats(
+                pool,
+                client,
+                coach_id=payload.coach_id,
+                dry_run=payload.dry_run,
+                stale_after=stale,
+                resume_since=since,
+                batch_size=settings.game_platform_batch_size,
+                concurrency=settings.game_platform_concurrency,
+                progress=ctx.progress,
+            )
+    finally:
+        await ctx.flush_progress()
 
 
 def game_platform_sync_task() -> Task[GamePlatformSyncPayload]:

@@ -23,6 +23,7 @@ from worker import operator, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
+from worker.progress import attach_progress
 from worker.queue import Executor
 from worker.scheduler import schedules_from_settings
 from worker.sql import queries
@@ -139,6 +140,7 @@ async def list_jobs(
     with translate():
         rows = await conn.fetch(_Q["list_jobs"], *flt.args(), after[0], after[1], limit + 1)
     jobs = [dict(r) for r in rows[:limit]]
+    await attach_progress(conn, jobs)
     return {"jobs": jobs, "next_cursor": encode_cursor(jobs[-1]) if len(rows) > limit else None}
 
 
@@ -150,7 +152,9 @@ async def select_ids(conn: Executor, flt: JobFilter, *, limit: int = MAX_BULK) -
 
 
 async def job_detail(conn: Executor, job_id: uuid.UUID) -> dict[str, Any]:
-    return await operator.show_job(conn, job_id)
+    job = await operator.show_job(conn, job_id)
+    await attach_progress(conn, [job])
+    return job
 
 
 # --- the overview -----------------------------------------------------------------------------------

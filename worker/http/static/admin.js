@@ -63,6 +63,17 @@
     node.title = listener.last_error || "";
   }
   function replaceRows(tbody, rows) { tbody.replaceChildren(...rows); }
+  // A job's reported progress (worker/progress.py): a <progress> bar when it gave a total, and "done/total phase".
+  function progressCell(job) {
+    const p = job.progress && typeof job.progress === "object" ? job.progress : null;
+    const node = el("span", { class: "progress", "data-progress": job.id });
+    if (!p) return node;
+    const total = typeof p.total === "number" ? p.total : null;
+    if (total) node.append(el("progress", { max: total, value: Math.min(Number(p.done) || 0, total) }));
+    node.append(el("span", { class: "progress-text",
+      text: String(p.done) + (total !== null ? "/" + total : "") + (p.phase ? " " + p.phase : "") }));
+    return node;
+  }
 
   // --- overview page ---------------------------------------------------------------------------
   let cursor = null;
@@ -103,7 +114,7 @@
     replaceRows($("#job-list tbody"), page.jobs.map((j) => el("tr", { "data-job-id": j.id }, td(fmtTime(j.created_at)),
       el("td", {}, el("a", { href: jobHref(j.id), text: j.id.slice(0, 8) })), td(j.task_type),
       el("td", {}, badge(j.status, "s-" + j.status)), td(j.attempts + "/" + j.max_attempts, "num"),
-      td(j.last_error || "", "err"))));
+      el("td", {}, progressCell(j)), td(j.last_error || "", "err"))));
     $("#empty").hidden = page.jobs.length > 0;
     const next = $("#next-page");
     next.hidden = !page.next_cursor;
@@ -185,6 +196,8 @@
       const value = job[key];
       cell.textContent = value === null || value === undefined ? "" : FIELDS_TIME.test(key) ? fmtTime(value) : String(value);
     }
+    const bar = document.querySelector(".job-progress");
+    if (bar) bar.replaceChildren(progressCell(job));
     $("#last-error").textContent = job.last_error || "none";
     $("#payload").textContent = pretty(job.payload);
     $("#result").textContent = pretty(job.result);

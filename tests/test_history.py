@@ -78,7 +78,7 @@ async def test_the_depth_chart_shows_this_minutes_due_jobs_once_whatever_the_num
     now = await conn.fetchval("SELECT now()")
     c = await history.charts(conn, now, "hour")
     assert [v for v in c["due_pending"] if v is not None] == [3]
-    assert [v for v in c["oldest_due_age_s"] if v is not None][0] >= 90
+    assert next(v for v in c["oldest_due_age_s"] if v is not None) >= 90
     assert [v for v in (await history.charts(conn, now, "hour", "cleanup"))["due_pending"] if v is not None] == [0]
 
 
@@ -93,7 +93,8 @@ async def test_a_schedules_track_record_shows_failed_missed_and_skipped_slots_an
         s.name, s.cron, s.task_type, slots[-1],
     )
     hour = timedelta(hours=1)
-    await _job(conn, s.task_type, dedupe=s.dedupe_key(slots[0]), started=slots[0], finished=slots[0] + timedelta(seconds=40))
+    await _job(conn, s.task_type, dedupe=s.dedupe_key(slots[0]), started=slots[0],
+               finished=slots[0] + timedelta(seconds=40))
     # slots[1] ran past slots[2]: slots[2] has no job and counts as skipped, not missed.
     await _job(conn, s.task_type, dedupe=s.dedupe_key(slots[1]), started=slots[1], finished=slots[1] + hour * 1.5)
     # slots[3]: no job at all: missed.

@@ -52,7 +52,10 @@ async def charts(conn: Executor, now: datetime, window: str = "hour", task_type:
     end = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
     since = end - timedelta(seconds=length)
     with translate():
-        runs = await conn.fetch(_Q["throughput"], since, float(step), task_type)
+        rolled = await conn.fetchval(_Q["rolled_until"])
+        if rolled is None:
+            rolled = datetime.min.replace(tzinfo=UTC)
+        runs = await conn.fetch(_Q["throughput"], since, float(step), task_type, rolled)
         depth = await conn.fetch(_Q["queue_depth"], since, float(step), task_type)
     n = length // step
     start = int(since.timestamp())

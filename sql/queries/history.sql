@@ -65,20 +65,22 @@ SELECT date_trunc('minute', now()), '*', coalesce(sum(n), 0)::int, greatest(coal
 WHERE NOT EXISTS (SELECT FROM job_queue_samples WHERE minute = date_trunc('minute', now()) AND task_type = '*')
 ON CONFLICT (minute, task_type) DO NOTHING;
 
+-- name: rolled_until
+-- Where the rollup stands (null: nothing rolled up yet).
+SELECT rolled_until FROM job_history_state;
+
 -- name: throughput
 -- Finished attempts per bucket and outcome since $1, in buckets of $2 seconds aligned on $1, for task type
--- $3 (null = all): the rollup's minutes before rolled_until, the ledger's rows after it.
-WITH rolled AS (
-    SELECT coalesce((SELECT rolled_until FROM job_history_state), '-infinity'::timestamptz) AS until
-),
-picked AS (
+-- $3 (null = all): the rollup's minutes before $4 (rolled_until, read first and passed as a value so that the
+-- planner sees how few ledger rows lie after it), the ledger's rows after it.
+WITH picked AS (
     SELECT m.minute AS t, m.outcome, m.n
     FROM job_runs_minutely AS m
-    WHERE m.minute >= $1 AND m.minute < (SELECT until FROM rolled) AND ($3::text IS NULL OR m.task_type = $3)
+    WHERE m.minute >= $1 AND m.minute < $4 AND ($3::text IS NULL OR m.task_type = $3)
     UNION ALL
     SELECT r.finished_at, r.outcome, 1
     FROM job_runs AS r
-    WHERE r.finished_at >= greatest($1, (SELECT until FROM rolled))
+    WHERE r.finished_at >= greatest($1, $4)
       AND ($3::text IS NULL OR EXISTS (SELECT FROM job_queue AS j WHERE j.id = r.job_id AND j.task_type = $3))
 )
 SELECT date_bin(make_interval(secs => $2), t, $1) AS bucket, outcome, sum(n)::bigint AS n

@@ -30,6 +30,7 @@ async def test_a_fresh_database_passes_every_check(database_url: str) -> None:
     assert {n: c.status for n, c in got.items()} == {
         "database": "pass", "migrations": "pass", "notify": "pass", "expired_leases": "pass",
         "oldest_pending": "pass", "failures_last_hour": "pass", "paused": "pass", "schedules": "pass",
+        "live_workers": "pass",
     }
     assert "ms" in got["notify"].figure and not failed(list(got.values()))
 

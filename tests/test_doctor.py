@@ -36,6 +36,7 @@ async def test_a_fresh_database_passes_every_check(database_url: str) -> None:
         "database": "pass", "migrations": "pass", "notify": "pass", "expired_leases": "pass",
         "oldest_pending": "pass", "failures_last_hour": "pass", "paused": "pass", "schedules": "pass",
         "autovacuum": autovacuum,
+        "live_workers": "pass",
     }
     assert "ms" in got["notify"].figure and not failed(list(got.values()))
 

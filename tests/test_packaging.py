@@ -152,3 +152,15 @@ def _lines(log: IO[str]) -> list[str]:
 
 def _tail(log: IO[str]) -> str:
     return "\n".join(_lines(log)[-30:])
+
+
+def test_the_installed_wheel_ships_the_vendored_chart_library_with_its_licence(venv: Path, tmp_path: Path) -> None:
+    out = _run(
+        [str(venv / "bin" / "python"), "-c",
+         "import worker.http as h, pathlib; print(pathlib.Path(h.__file__).parent / 'static')"],
+        cwd=tmp_path, env=_env(),
+    ).stdout.strip()
+    static = Path(out)
+    for name in ("operator.js", "vendor/uplot-1.6.32.min.js", "vendor/uplot-1.6.32.min.css", "vendor/uplot-LICENSE"):
+        assert (static / name).is_file(), name
+    assert "MIT License" in (static / "vendor" / "uplot-LICENSE").read_text()

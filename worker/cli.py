@@ -38,13 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     mig = sub.add_parser("migrate", help="apply pending schema migrations (safe to run twice or at once)")
     mig.add_argument("--status", action="store_true", help="only print the schema version")
-    # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor.
-    from worker import cli_jobs, cli_ops
+    # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor, workers.
+    from worker import cli_jobs, cli_nodes, cli_ops
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
     cli_jobs.add_parsers(sub, common)
     cli_ops.add_parsers(sub, common)
+    cli_nodes.add_parsers(sub, common)
     # Other faces' commands; their modules (Starlette, uvicorn, httpx) are imported only when they run.
     _add_simulator_parser(sub)  # `worker simulate-platform`: needs no database or settings
     _add_demo_parser(sub)  # `worker demo`: makes its own database and settings

@@ -71,6 +71,7 @@ async def run_checks(settings: Settings, registry: Registry, *, url: str | None 
             checks.append(await _notify(settings))
             if checks[1].status != "fail":
                 checks.extend(await _queue_checks(conn, settings, registry))
+                checks.append(await _live_workers(conn))
             checks.extend(await _extensions(conn))
         except DatabaseUnavailable as exc:
             checks.append(Check("database", "fail", "connection lost", str(exc)))
@@ -184,6 +185,20 @@ async def _autovacuum(conn: asyncpg.Connection) -> Check:
         return Check("autovacuum", "warn", f"off for {', '.join(off)}; {dead}",
                      f"ALTER TABLE {off[0]} RESET (autovacuum_enabled): see docs/maintenance.md")
     return Check("autovacuum", "pass", f"on; {dead}")
+
+
+async def _live_workers(conn: asyncpg.Connection) -> Check:
+    """Task types with due jobs and no live worker that handles them fail (tests/test_nodes.py)."""
+    from worker.nodes import live_workers, unserved_task_types
+
+    workers = await live_workers(conn)
+    unserved = await unserved_task_types(conn)
+    figure = f"{len(workers)} live worker(s)"
+    if not unserved:
+        return Check("live_workers", "pass", figure)
+    what = ", ".join(f"{u['task_type']} ({u['due']} due, oldest {u['oldest_s']:.0f} s)" for u in unserved)
+    return Check("live_workers", "fail", f"{figure}; no live worker for {what}",
+                 "start a daemon that handles these task types (WORKER_TASK_TYPES), or pause them")
 
 
 async def _schedules(conn: asyncpg.Connection, settings: Settings, registry: Registry) -> Check:

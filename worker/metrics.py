@@ -8,7 +8,7 @@ when `/metrics` is scraped: `await metrics.refresh(pool)` then `metrics.render()
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +18,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from worker import history, nodes
 from worker.db import translate
 from worker.hooks import Hooks
 from worker.queue import Executor, Finished, Job
+from worker.settings import Settings
 from worker.sql import queries
 
 __all__ = ["CONTENT_TYPE", "STATUSES", "Metrics"]
@@ -69,6 +71,7 @@ class _QueueCollector(Collector):
             total.add_metric([task_type], t)
         yield done
         yield total
+        yield from m.fleet_metrics()
         yield GaugeMetricFamily(
             "worker_metrics_database_up", "1 when the last scrape could read the queue from the database.",
             value=1.0 if m.database_up else 0.0,
@@ -86,7 +89,7 @@ class _TaskMetrics:
 
 
 class Metrics(Hooks):
-    def __init__(self, task_types: Iterable[str] = ()) -> None:
+    def __init__(self, task_types: Iterable[str] = (), *, settings: Settings | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.task_types = sorted(task_types)
@@ -121,6 +124,12 @@ class Metrics(Hooks):
         self.oldest_due_age_s = 0.0
         self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
+        self.settings = settings
+        """With settings, a scrape also reads the schedules' track record (worker_schedule_* gauges)."""
+        self.listener_up: Callable[[], bool] | None = None
+        self.workers: list[dict[str, Any]] = []
+        self.unserved: list[dict[str, Any]] = []
+        self.tracks: list[dict[str, Any]] = []
         self.registry.register(_QueueCollector(self))
 
     # --- hooks ----------------------------------------------------------------------------------
@@ -193,6 +202,12 @@ class Metrics(Hooks):
                 rows: Sequence[Any] = await conn.fetch(_Q["jobs_by_status"])
                 oldest = await conn.fetchval(_Q["oldest_due_pending_age"])
                 progress: Sequence[Any] = await conn.fetch(_PROGRESS["running_progress"])
+                workers = await nodes.live_workers(conn)
+                unserved = await nodes.unserved_task_types(conn)
+                tracks = []
+                if self.settings is not None:
+                    now = await conn.fetchval(_Q["db_now"])
+                    tracks = await history.track_records(conn, self.settings, now)
         except Exception as exc:
             log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")
             self.database_up = False
@@ -203,8 +218,58 @@ class Metrics(Hooks):
         self.jobs_snapshot = snapshot
         self.oldest_due_age_s = max(0.0, float(oldest or 0.0))
         self.progress_snapshot = {r["task_type"]: (float(r["done"] or 0), float(r["total"] or 0)) for r in progress}
+        self.workers, self.unserved, self.tracks = workers, unserved, tracks
         self.database_up = True
         return True
+
+    def fleet_metrics(self) -> Iterator[Metric]:
+        """Live workers, unserved task types, the schedules' track record and the listener (tests/test_nodes.py,
+        deploy/prometheus/worker-alerts.yml)."""
+        live = GaugeMetricFamily(
+            "worker_live_workers", "Live worker daemons that handle a task type (read at scrape time).",
+            labels=["task_type"],
+        )
+        by_type = dict.fromkeys(self.task_types, 0)
+        for w in self.workers:
+            for t in w["task_types"]:
+                by_type[t] = by_type.get(t, 0) + 1
+        for t, n in sorted(by_type.items()):
+            live.add_metric([t], n)
+        yield live
+        unserved = GaugeMetricFamily(
+            "worker_unserved_due_jobs", "Due pending jobs of a task type (not paused) that no live worker handles.",
+            labels=["task_type"],
+        )
+        for u in self.unserved:
+            unserved.add_metric([u["task_type"]], int(u["due"]))
+        yield unserved
+        bad = GaugeMetricFamily(
+            "worker_schedule_unhealthy", "1 when the schedule's last slot failed or was missed.", labels=["schedule"]
+        )
+        streak = GaugeMetricFamily(
+            "worker_schedule_consecutive_failures", "The schedule's latest slots that failed or were missed in a row.",
+            labels=["schedule"],
+        )
+        success = GaugeMetricFamily(
+            "worker_schedule_last_success_timestamp_seconds",
+            "Unix time the schedule's latest succeeded slot finished (absent when none of its last slots did).",
+            labels=["schedule"],
+        )
+        for t in self.tracks:
+            bad.add_metric([t["name"]], 1.0 if t["unhealthy"] else 0.0)
+            streak.add_metric([t["name"]], t["consecutive_failures"])
+            if t["last_success_at"] is not None:
+                success.add_metric([t["name"]], t["last_success_at"].timestamp())
+        yield from (bad, streak, success)
+        yield GaugeMetricFamily(
+            "worker_schedules_unhealthy", "Schedules whose last slot failed or was missed.",
+            value=sum(1 for t in self.tracks if t["unhealthy"]),
+        )
+        if self.listener_up is not None:
+            yield GaugeMetricFamily(
+                "worker_listener_up", "1 while this worker's LISTEN connection is up (1 in poll-only mode).",
+                value=1.0 if self.listener_up() else 0.0,
+            )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -89,10 +89,14 @@ async def create_work_pool(settings: Settings) -> asyncpg.Pool:
 def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> Daemon:
     """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops."""
     resources = {"pool": pool, "settings": settings}
-    metrics = Metrics(registry.names())
+    metrics = Metrics(registry.names(), settings=settings)
     alerts = Alerts(settings)
     daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)
     resources.update(metrics=metrics, alerts=alerts)
+    from worker.nodes import NodeLoop
+
+    daemon.add_loop("nodes", NodeLoop(daemon).run)
+    metrics.listener_up = lambda: daemon.listener is None or daemon.listener.state.connected
     if settings.http_enabled:
         _add_http(daemon, metrics)
     if settings.schedules_enabled:

@@ -7,3 +7,6 @@ SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, statu
 -- Seconds since the oldest due pending job became due (0 when there is none).
 SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8
 FROM job_queue WHERE status = 'pending' AND run_at <= now();
+
+-- name: db_now
+SELECT now();

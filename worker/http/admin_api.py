@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker import operator, queue
+from worker import history, nodes, operator, queue
 from worker.errors import InvalidInput, JobStateConflict
 from worker.http.admin_auth import AdminAuth, Principal
 from worker.http.admin_data import (
@@ -36,6 +36,7 @@ from worker.http.admin_data import (
 from worker.http.app import describe_failure
 from worker.http.inputs import HttpProblem, read_json_object
 from worker.http.runjobs import run_jobs
+from worker.sql import queries
 
 if TYPE_CHECKING:
     from worker.daemon import Daemon
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["AdminContext", "api_routes", "json_response"]
 
 log = structlog.get_logger("worker.http.admin")
+_ADMIN_Q = queries("admin")
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -113,6 +115,12 @@ def _only_keys(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+
+
+async def operator_view_workers(conn: Any) -> dict[str, Any]:
+    """The Workers panel: live workers and the task types with due jobs that no live worker handles."""
+    return {"workers": await nodes.live_workers(conn), "unserved": await nodes.unserved_task_types(conn),
+            "gone_after_leases": nodes.GONE_LEASES}
 
 
 def api_routes(ctx: AdminContext) -> list[Route]:
@@ -235,6 +243,29 @@ def api_routes(ctx: AdminContext) -> list[Route]:
     async def resume(request: Request, principal: Principal) -> Response:
         return await pause_or_resume(request, principal, pause=False)
 
+    async def workers(request: Request, principal: Principal) -> Response:
+        _only_keys(dict(request.query_params), ())
+        async with daemon.pool.acquire() as conn:
+            return json_response(await operator_view_workers(conn))
+
+    async def history_charts(request: Request, principal: Principal) -> Response:
+        params = dict(request.query_params)
+        _only_keys(params, ("window", "task_type"))
+        window = history.parse_window(params.get("window"))
+        task_type = params.get("task_type") or None
+        if task_type is not None:
+            queue.validate_task_type(task_type)
+        async with daemon.pool.acquire() as conn:
+            now = await conn.fetchval(_ADMIN_Q["db_now"])
+            return json_response(await history.charts(conn, now, window, task_type))
+
+    async def schedules(request: Request, principal: Principal) -> Response:
+        _only_keys(dict(request.query_params), ())
+        async with daemon.pool.acquire() as conn:
+            now = await conn.fetchval(_ADMIN_Q["db_now"])
+            tracks = await history.track_records(conn, daemon.settings, now, handled=daemon.registry.names())
+        return json_response({"now": now, "schedules": tracks})
+
     def get(path: str, fn: Handler) -> Route:
         return Route(path, api_endpoint(ctx, fn, mutates=False), methods=["GET"])
 
@@ -243,6 +274,9 @@ def api_routes(ctx: AdminContext) -> list[Route]:
 
     return [
         get("/api/overview", overview),
+        get("/api/workers", workers),
+        get("/api/history", history_charts),
+        get("/api/schedules", schedules),
         get("/api/jobs", jobs),
         post("/api/jobs/retry", bulk("retry")),
         post("/api/jobs/cancel", bulk("cancel")),

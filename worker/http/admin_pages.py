@@ -17,9 +17,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from worker import queue
+from worker import history, queue
 from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound
-from worker.http.admin_api import AdminContext
+from worker.http.admin_api import AdminContext, operator_view_workers
 from worker.http.admin_auth import Principal, same_origin_problem
 from worker.http.admin_data import FILTER_KEYS, JobFilter, job_detail, json_default, list_jobs
 from worker.http.inputs import HttpProblem, read_body
@@ -123,10 +123,14 @@ def page_routes(ctx: AdminContext) -> list[BaseRoute]:
             async with daemon.pool.acquire() as conn:
                 data = await ctx.overview.read(conn)
                 page = await list_jobs(conn, flt, limit=50)
+                fleet = await operator_view_workers(conn)
+                tracks = await history.track_records(conn, daemon.settings, data["now"],
+                                                     handled=daemon.registry.names())
         except DatabaseUnavailable:
             return render("error.html", status=503, message="The database is unavailable; try again shortly.")
         return render("overview.html", csrf=auth.csrf_token(sid), o=data, page=page, params=params,
-                      filter_error=error, statuses=("pending", "running", "succeeded", "failed", "cancelled"))
+                      filter_error=error, statuses=("pending", "running", "succeeded", "failed", "cancelled"),
+                      fleet=fleet, tracks=tracks, windows=list(history.WINDOWS))
 
     async def job_page(request: Request) -> Response:
         sid = signed_in(request)

@@ -76,3 +76,24 @@ CREATE POLICY job_history_state_admin ON job_history_state FOR ALL TO PUBLIC
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON worker_nodes, job_runs_minutely, job_queue_samples, job_history_state
     TO service_role;
+
+-- As 007 for the tables above: whatever the schema's default privileges (Supabase grants anon and authenticated
+-- ALL on new tables), PUBLIC and anon hold nothing and authenticated only what RLS governs.
+REVOKE ALL ON worker_nodes, job_runs_minutely, job_queue_samples, job_history_state FROM PUBLIC;
+DO $$
+DECLARE
+    role_name text;
+    tables constant text := 'worker_nodes, job_runs_minutely, job_queue_samples, job_history_state';
+BEGIN
+    FOR role_name IN SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated') LOOP
+        IF role_name = 'anon' THEN
+            EXECUTE format('REVOKE ALL ON %s FROM %I', tables, role_name);
+        ELSE
+            EXECUTE format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM %I', tables, role_name);
+            IF current_setting('server_version_num')::int >= 170000 THEN
+                EXECUTE format('REVOKE MAINTAIN ON %s FROM %I', tables, role_name);
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;

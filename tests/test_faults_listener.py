@@ -187,6 +187,38 @@ async def test_a_listener_whose_new_connections_die_at_once_backs_off_instead_of
             await wait_for(connected, timeout_s=5)
 
 
+async def test_stopping_a_listener_whose_path_is_black_holed_does_not_wait_for_the_dead_connection(
+    database_url: str,
+) -> None:
+    """A graceful close sends Terminate and waits for the server to hang up, which never happens through a black
+    hole; stopping must end the connection without waiting (long probe timeout: the probe does not end it)."""
+    with TcpProxy() as proxy:
+        listener = _listener(
+            proxy.url(database_url), probe_interval_s=30.0, probe_timeout_s=20.0, connect_timeout_s=5.0
+        )
+        stop, returned = anyio.Event(), anyio.Event()
+
+        async def run() -> None:
+            await listener.run(stop)
+            returned.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+
+            async def probed() -> bool:
+                return listener.state.connected and listener.state.probe_age_s() is not None
+
+            await wait_for(probed, timeout_s=10)
+            proxy.blackhole()
+            stop.set()
+            stopping = time.monotonic()
+            with anyio.move_on_after(10):
+                await returned.wait()
+            stopped_in = time.monotonic() - stopping
+        assert returned.is_set() and not listener.state.connected
+        assert stopped_in < 1.0, stopped_in
+
+
 def test_the_reconnect_backoff_doubles_up_to_its_cap_and_starts_over_after_a_success() -> None:
     backoff = Backoff(reconnect_policy(max_s=1.0))
     assert [backoff.failed(rand=0.5) for _ in range(5)] == [RECONNECT_BASE_S, 0.4, 0.8, 1.0, 1.0]

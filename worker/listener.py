@@ -13,7 +13,6 @@ new one (guarded by tests/test_faults_listener.py).
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import uuid
@@ -102,7 +101,7 @@ class Listener:
                     try:
                         await self._watch(link, stop)
                     finally:
-                        await self._drop(link, graceful=stop.is_set())
+                        self._drop(link)
                     if stop.is_set():
                         break
                     if link.probes_ok >= 2:
@@ -209,17 +208,11 @@ class Listener:
         if waiter is not None:
             waiter.set()
 
-    async def _drop(self, link: _Link, *, graceful: bool) -> None:
-        """Uninstall and close `link`. Only a clean stop says goodbye to the server, within the probe timeout;
-        a lost or failed connection is terminated at once (a black-holed one would not answer)."""
+    def _drop(self, link: _Link) -> None:
+        """Uninstall and terminate `link`: never a graceful close, which a black-holed connection would leave
+        unanswered (a LISTEN session holds no transaction, so the server loses nothing by the abrupt end).
+        Guarded by test_stopping_a_listener_whose_path_is_black_holed_does_not_wait_for_the_dead_connection."""
         if self._link is link:
             self._link = None
             self.state.connected = False
-        conn = link.conn
-        try:
-            if graceful and not conn.is_closed() and not link.lost.is_set():
-                with anyio.move_on_after(self.probe_timeout_s), contextlib.suppress(Exception):
-                    await conn.close(timeout=self.probe_timeout_s)
-        finally:
-            if not conn.is_closed():
-                conn.terminate()
+        link.conn.terminate()

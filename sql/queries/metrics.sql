@@ -7,3 +7,9 @@ SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, statu
 -- Seconds since the oldest due pending job became due (0 when there is none).
 SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8
 FROM job_queue WHERE status = 'pending' AND run_at <= now();
+
+-- name: due_pending_by_task_type
+-- Due pending jobs per task type (paused types included: they are waiting too): the worker_jobs_due_pending
+-- gauge, and KEDA's scaling metric (deploy/k8s/keda/scaledobject.yaml embeds this text verbatim, one trigger per
+-- task type; tests/test_deploy_manifests.py guards that and that it counts what the admin page counts).
+SELECT task_type, count(*) AS n FROM job_queue WHERE status = 'pending' AND run_at <= now() GROUP BY task_type;

@@ -80,13 +80,22 @@ def _standin_tarball() -> Path:
         return tarball
     partial = cache / f"{tarball.name}.{os.getpid()}.partial.tar"
     packages = "python3,python3-venv,ca-certificates,passwd"
+    try:
+        _bootstrap(partial, packages)
+        partial.rename(tarball)
+    finally:
+        partial.unlink(missing_ok=True)
+    return tarball
+
+
+def _bootstrap(partial: Path, packages: str) -> None:
     if shutil.which("mmdebstrap"):
         cmd = ["mmdebstrap", "--variant=minbase", f"--include={packages}", "--quiet",
                "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
                "--dpkgopt=path-exclude=/usr/share/locale/*", "bookworm", str(partial), _debian_mirror()]
         subprocess.run(cmd, check=True, timeout=600, capture_output=True)
     elif shutil.which("debootstrap"):
-        with tempfile.TemporaryDirectory(dir=cache) as root:
+        with tempfile.TemporaryDirectory(dir=partial.parent) as root:
             subprocess.run(["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", root,
                             _debian_mirror()], check=True, timeout=600, capture_output=True)
             subprocess.run(["tar", "-C", root, "-cf", str(partial), "."], check=True, timeout=300)
@@ -94,8 +103,6 @@ def _standin_tarball() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but neither mmdebstrap nor debootstrap is installed")
         pytest.skip("no stand-in base: install mmdebstrap or debootstrap")
-    partial.rename(tarball)
-    return tarball
 
 
 def _report(config: pytest.Config, line: str) -> None:

@@ -24,7 +24,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +45,13 @@ SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait, count(*) A
 FROM pg_stat_activity
 WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()
 GROUP BY 1
+"""
+# Who waits for which heavyweight lock, and in which statement (the first words identify the named query).
+LOCK_WAITS_SQL = """
+SELECT l.locktype || ' ' || coalesce(l.relation::regclass::text, '') || ' ' || l.mode || ' by: '
+       || left(regexp_replace(a.query, '\\s+', ' ', 'g'), 70) AS wait
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE NOT l.granted AND a.datname = $1
 """
 
 
@@ -111,6 +117,12 @@ async def _drain(
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     await admin.close()
     url = _url(cluster, name)
+    # A clone starts with no activity statistics, so every process would run the daemon's first-start ANALYZE
+    # (queue.ensure_statistics), one after another on the table's lock, inside the timed drain. Production
+    # databases have statistics: give the clone its own before the clock starts.
+    clone = await asyncpg.connect(url)
+    await clone.execute("ANALYZE job_queue")
+    await clone.close()
     system = System("worker", "worker", opts.concurrency)
     procs = []
     for i in range(n_procs):
@@ -119,6 +131,7 @@ async def _drain(
         procs.append(proc)
     poll = await asyncpg.connect(url)
     waits: collections.Counter[str] = collections.Counter()
+    lock_waits: collections.Counter[str] = collections.Counter()
     samples = 0
     try:
         await asyncio.gather(*(p.start() for p in procs))
@@ -134,13 +147,17 @@ async def _drain(
         next_sample = t0
         while await poll.fetchval(REMAINING_SQL):
             for p in procs:
-                p.check_alive()
+                if p.proc is not None and p.proc.poll() is not None:
+                    raise RuntimeError(f"{p.env['WORKER_WORKER_ID']} exited with {p.proc.returncode}:\n"
+                                       + _problems(p.log_file))
             now = time.perf_counter()
             if now > deadline:
                 raise RuntimeError(f"{n_procs} processes: drain not finished in time\n{procs[0].log_tail()}")
             if now >= next_sample:
                 for row in await poll.fetch(WAITS_SQL, name):
                     waits[row["wait"]] += row["n"]
+                for row in await poll.fetch(LOCK_WAITS_SQL, name):
+                    lock_waits[row["wait"]] += 1
                 samples += 1
                 server.sample()
                 next_sample = now + 0.1
@@ -168,33 +185,46 @@ async def _drain(
         "worker_cores": workers_cpu / elapsed,
         "other_cores": max(0.0, busy - server_cpu - workers_cpu - harness_cpu) / elapsed,
         "waits": {w: n / max(samples, 1) for w, n in waits.most_common(4)},
+        "lock_waits": {w: n / max(samples, 1) for w, n in lock_waits.most_common(3)},
         "succeeded": succeeded,
         "exit_codes": codes,
     }
 
 
+def _problems(log: Path) -> str:
+    """The warning and error lines of a worker's log (its tail is thousands of job lines)."""
+    lines = log.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if '"level":"warning"' in line or '"level":"error"' in line)[-5000:]
+
+
 def _limit(row: dict[str, Any], cores: int) -> str:
-    used = row["pg_cores"] + row["worker_cores"] + row["other_cores"]
-    pg_share = row["pg_cores"] / max(row["pg_cores"] + row["worker_cores"], 1e-9)
-    side = "PostgreSQL" if pg_share >= 0.5 else "workers"
+    ours = row["pg_cores"] + row["worker_cores"]
+    used = ours + row["other_cores"]
+    pg_share = row["pg_cores"] / max(ours, 1e-9)
+    side = f"PostgreSQL {pg_share:.0%} of the queue's CPU"
     if used >= 0.9 * cores:
-        return f"machine CPU saturated ({used:.1f}/{cores} cores); {side} the larger share ({pg_share:.0%} PostgreSQL)"
+        if row["other_cores"] > ours:
+            return f"machine CPU ({used:.1f}/{cores} cores), most of it other processes; {side}"
+        return f"machine CPU ({used:.1f}/{cores} cores); {side}"
     if row["worker_cores"] / row["processes"] >= 0.9:
-        return "each worker process near one core (Python's event loop)"
-    return f"neither CPU saturated ({used:.1f}/{cores} cores): waits (see the waits column)"
+        return "each worker process near one core (its event loop)"
+    return f"no CPU saturated ({used:.1f}/{cores} cores): waits (see that column)"
 
 
 def _table(rows: list[dict[str, Any]], cores: int) -> str:
     lines = [
         "| processes | jobs/s total | jobs/s per process | PostgreSQL cores | worker cores | others' cores "
-        "| active backends waiting on (mean per sample) | limit |",
-        "|---:|---:|---:|---:|---:|---:|---|---|",
+        "| CPU us/job PostgreSQL + workers | active backends waiting on (mean per sample) | limit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        waits = ", ".join(f"{w} {n:.1f}" for w, n in r["waits"].items()) or "-"
+        waits = ", ".join(f"{w} {n:.2f}" for w, n in r["waits"].items() if n >= 0.005) or "-"
+        pg_us = r["pg_cores"] / r["jobs_per_s"] * 1e6
+        worker_us = r["worker_cores"] / r["jobs_per_s"] * 1e6
         lines.append(
             f"| {r['processes']} | {r['jobs_per_s']:,.0f} | {r['per_process']:,.0f} | {r['pg_cores']:.2f} "
-            f"| {r['worker_cores']:.2f} | {r['other_cores']:.2f} | {waits} | {_limit(r, cores)} |"
+            f"| {r['worker_cores']:.2f} | {r['other_cores']:.2f} | {pg_us:.0f} + {worker_us:.0f} | {waits} "
+            f"| {_limit(r, cores)} |"
         )
     return "\n".join(lines)
 
@@ -228,13 +258,20 @@ async def _main(opts: argparse.Namespace) -> int:
     merged = []
     for n in opts.processes:
         mine = [r for r in rows if r["processes"] == n]
-        best = sorted(mine, key=lambda r: r["jobs_per_s"])[len(mine) // 2]  # the median run, whole
-        merged.append(best | {"jobs_per_s": statistics.median(r["jobs_per_s"] for r in mine)})
+        best = sorted(mine, key=lambda r: r["jobs_per_s"])[len(mine) // 2]  # the median run, all its columns
+        merged.append(best)
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {opts.jobs:,} no-op jobs, concurrency "
           f"{opts.concurrency} per process, median of {opts.runs} run(s); PostgreSQL {version} (throwaway "
           f"cluster, password auth); {cores} cores, {platform.machine()}, Python {platform.python_version()}, "
           f"1-minute load average at the end {os.getloadavg()[0]:.1f}")
     print(_table(merged, cores))
+    every = "; ".join(
+        f"{n}: " + ", ".join(f"{r['jobs_per_s']:,.0f}" for r in rows if r["processes"] == n) for n in opts.processes
+    )
+    print(f"\nEvery run's jobs/s by processes, in run order: {every}")
+    for r in merged:
+        locks = "; ".join(f"{w} ({n:.2f})" for w, n in r["lock_waits"].items()) or "none sampled"
+        print(f"{r['processes']} processes, heavyweight lock waits (mean waiting per sample): {locks}")
     return 0
 
 

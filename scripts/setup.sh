@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine: system packages (as root, when missing), a virtual
-# environment in .venv, and the package with its test and dev extras. Safe to run again.
+# environment in .venv with exactly the pins of requirements-dev.lock (hash-checked: runtime, test, dev and demo
+# dependencies), then the package itself, editable, without resolving anything. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +22,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev,demo]'
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# The lock, not the version ranges: tests run what the image ships (tests/test_lock.py checks both agree).
+"${pip[@]}" --require-hashes --no-deps -r requirements-dev.lock
+"${pip[@]}" --no-deps -e .

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 
@@ -204,3 +207,123 @@ def test_requirements_lock_pins_every_runtime_dependency() -> None:
 def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "**" in lines and ".env" in lines
+
+
+# --- the KEDA overlay (deploy/k8s/keda/): replicas that follow the queue's depth ---------------------------------
+KEDA = K8S / "keda"
+_TRIGGER_QUERY = re.compile(
+    r"^SELECT coalesce\(sum\(n\), 0\) FROM \((?P<named>.*)\) AS due WHERE task_type = '(?P<t>[a-z_.:-]+)'$", re.DOTALL
+)
+
+
+def _keda_docs() -> dict[str, dict[str, Any]]:
+    kustomization = yaml.safe_load((KEDA / "kustomization.yaml").read_text())
+    docs: dict[str, dict[str, Any]] = {}
+    for name in kustomization["resources"]:
+        if name.endswith(".yaml"):
+            for doc in yaml.safe_load_all((KEDA / name).read_text()):
+                assert doc["kind"] not in docs, doc["kind"]
+                docs[doc["kind"]] = doc
+    return docs
+
+
+def _keda_triggers() -> dict[str, dict[str, Any]]:
+    """task type -> its trigger, each query checked to be the metrics' named query for that one task type."""
+    from worker.sql import queries
+
+    text = queries("metrics")["due_pending_by_task_type"]
+    named = "\n".join(line for line in text.splitlines() if not line.startswith("--")).strip()  # its comments aside
+    by_type: dict[str, dict[str, Any]] = {}
+    for trigger in _keda_docs()["ScaledObject"]["spec"]["triggers"]:
+        assert trigger["type"] == "postgresql"
+        match = _TRIGGER_QUERY.match(trigger["metadata"]["query"].strip())
+        assert match, trigger["metadata"]["query"]
+        assert match["named"] == named, "the trigger must embed sql/queries/metrics.sql's due_pending_by_task_type"
+        assert match["t"] not in by_type
+        by_type[match["t"]] = trigger
+    return by_type
+
+
+def test_keda_component_lists_its_manifests_and_hands_the_replica_count_to_the_scaler() -> None:
+    kustomization = yaml.safe_load((KEDA / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Component"
+    assert set(kustomization["resources"]) == {p.name for p in KEDA.glob("*.yaml")} - {
+        "kustomization.yaml", "deployment-replicas.yaml"}
+    (patch,) = kustomization["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": _one("Deployment")["metadata"]["name"]}
+    assert yaml.safe_load((KEDA / patch["path"]).read_text()) == [{"op": "remove", "path": "/spec/replicas"}]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its built-in kustomize) is not installed")
+def test_kustomize_renders_the_base_with_the_keda_component_from_an_overlay_beside_it(tmp_path: Path) -> None:
+    shutil.copytree(K8S, tmp_path / "k8s")
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "prod" / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../k8s"], "components": ["../k8s/keda"]}))
+    out = subprocess.run(["kubectl", "kustomize", str(tmp_path / "prod")], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    rendered = {d["kind"]: d for d in yaml.safe_load_all(out.stdout)}
+    assert {"ScaledObject", "TriggerAuthentication", "Deployment", "Secret"} <= set(rendered)
+    assert "replicas" not in rendered["Deployment"]["spec"]
+    assert rendered["ScaledObject"]["spec"]["scaleTargetRef"]["name"] == rendered["Deployment"]["metadata"]["name"]
+
+
+def test_keda_scaledobject_scales_the_deployment_with_a_floor_of_one_for_the_schedules() -> None:
+    docs = _keda_docs()
+    scaled = docs["ScaledObject"]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"name": _one("Deployment")["metadata"]["name"]}
+    assert spec["minReplicaCount"] == 1, "the built-in schedules enqueue from a running worker: never zero"
+    assert spec["maxReplicaCount"] > spec["minReplicaCount"]
+    assert spec["maxReplicaCount"] * int(_one("ConfigMap")["data"]["WORKER_DB_POOL_SIZE"]) <= 100, (
+        "every replica's pool must fit the server's connections"
+    )
+    auth = docs["TriggerAuthentication"]
+    (ref,) = auth["spec"]["secretTargetRef"]
+    assert ref["parameter"] == "connection"
+    assert ref["name"] == _one("Secret")["metadata"]["name"] and ref["key"] in _one("Secret")["stringData"]
+    for trigger in _keda_triggers().values():
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        assert int(trigger["metadata"]["targetQueryValue"]) >= 1
+        assert int(trigger["metadata"]["activationTargetQueryValue"]) >= 0
+
+
+def test_keda_has_one_trigger_per_built_in_task_type_except_the_noop_canary() -> None:
+    from worker.builtin import default_registry
+
+    assert set(_keda_triggers()) == set(default_registry().names()) - {"noop"}
+
+
+async def test_keda_trigger_queries_count_the_due_pending_jobs_the_admin_page_and_metrics_count(
+    conn: asyncpg.Connection,
+) -> None:
+    from worker.metrics import Metrics
+    from worker.sql import queries
+
+    rows = [  # (task type, status, run_at offset in seconds): due pending counts 3 cleanup, 2 game_platform_sync
+        ("cleanup", "pending", -60), ("cleanup", "pending", -1), ("cleanup", "pending", -3600),
+        ("cleanup", "pending", 3600), ("cleanup", "succeeded", -60), ("cleanup", "failed", -60),
+        ("game_platform_sync", "pending", -5), ("game_platform_sync", "pending", -5),
+        ("game_platform_sync", "pending", 60), ("game_platform_sync", "cancelled", -5),
+        ("noop", "pending", -5),
+    ]
+    for task_type, status, offset in rows:
+        await conn.execute(
+            "INSERT INTO job_queue (task_type, status, run_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
+            task_type, status, float(offset),
+        )
+    await conn.execute(
+        "INSERT INTO job_queue (task_type, status, run_at, locked_by, locked_until) "
+        "VALUES ('cleanup', 'running', now() - interval '1 minute', 'w', now() + interval '1 minute')"
+    )
+    counted = {t: int(await conn.fetchval(trigger["metadata"]["query"])) for t, trigger in _keda_triggers().items()}
+    assert counted == {"cleanup": 3, "game_platform_sync": 2}
+    admin = await conn.fetchrow(queries("admin")["oldest_due_pending"])
+    assert sum(counted.values()) + 1 == admin["n"]  # + the noop job, which no trigger follows
+    metrics = Metrics(["cleanup", "game_platform_sync", "noop"])
+    assert await metrics.refresh(conn)
+    gauge = re.findall(r'^worker_jobs_due_pending\{task_type="([^"]+)"\} (\S+)$', metrics.render().decode(), re.M)
+    assert {t: float(v) for t, v in gauge} == {"cleanup": 3.0, "game_platform_sync": 2.0, "noop": 1.0}

@@ -66,6 +66,25 @@ def test_the_installed_wheel_is_not_the_checkout_and_ships_its_sql(venv: Path, t
     assert out[1].endswith("worker/_sql")
 
 
+def test_the_wheel_ships_the_license_that_pyproject_names(venv: Path) -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith(f"{project['license']['text']} License\n")
+    (shipped,) = venv.glob("lib/python*/site-packages/worker-*.dist-info/licenses/LICENSE")
+    assert shipped.read_text() == licence
+
+
+def test_worker_version_prints_the_installed_package_version_and_exits_0(venv: Path, tmp_path: Path) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    out = _run([str(venv / "bin" / "worker"), "--version"], cwd=tmp_path, env=_env()).stdout
+    assert out == f"worker {version}\n"
+
+
 def test_worker_help_lists_the_commands(venv: Path, tmp_path: Path) -> None:
     out = _run([str(venv / "bin" / "worker"), "--help"], cwd=tmp_path, env=_env()).stdout
     for command in ("run", "migrate"):

@@ -64,7 +64,8 @@ INSERT INTO competitor_game_stats (competitor_id, games_played, wins, losses, dr
 SELECT id, 1, 1, 0, 0, 1000, now(), now() FROM c;
 INSERT INTO worker_nodes (worker_id, host, pid, version, task_types, concurrency, lease_s, started_at)
     VALUES ('w', 'h', 1, '0', '{noop}', 1, 30, now());
-INSERT INTO job_runs_minutely (minute, task_type, outcome, n) VALUES (date_trunc('minute', now()), 'noop', 'succeeded', 1);
+INSERT INTO job_runs_minutely (minute, task_type, outcome, n)
+    VALUES (date_trunc('minute', now()), 'noop', 'succeeded', 1);
 INSERT INTO job_queue_samples (minute, task_type, due_pending, oldest_due_age_s)
     VALUES (date_trunc('minute', now()), '*', 0, 0);
 INSERT INTO job_history_state (rolled_until) VALUES (now());

@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worker", description="A PostgreSQL job-queue daemon.")
+    parser.add_argument("--version", action="version", version=f"worker {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulator_parser(sub)  # `worker simulate-platform`: needs no database or settings
     _add_demo_parser(sub)  # `worker demo`: makes its own database and settings
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (tests/test_packaging.py: test_worker_version_prints_...)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("worker")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _add_simulator_parser(sub: Any) -> None:

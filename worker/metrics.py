@@ -51,6 +51,13 @@ class _QueueCollector(Collector):
         for (task_type, status), n in sorted(m.jobs_snapshot.items()):
             jobs.add_metric([task_type, status], n)
         yield jobs
+        due = GaugeMetricFamily(
+            "worker_jobs_due_pending", "Due pending jobs by task type: the queue's depth (KEDA scales on it).",
+            labels=["task_type"],
+        )
+        for task_type, n in sorted(m.due_snapshot.items()):
+            due.add_metric([task_type], n)
+        yield due
         yield GaugeMetricFamily(
             "worker_oldest_due_pending_age_seconds",
             "Seconds since the oldest due pending job became due (0 when none is waiting).",
@@ -121,6 +128,7 @@ class Metrics(Hooks):
                 counter.labels(task_type)
         self._by_type: dict[str, _TaskMetrics] = {}
         self.jobs_snapshot: dict[tuple[str, str], int] = {}
+        self.due_snapshot: dict[str, int] = {}
         self.oldest_due_age_s = 0.0
         self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
@@ -208,6 +216,7 @@ class Metrics(Hooks):
                 if self.settings is not None:
                     now = await conn.fetchval(_Q["db_now"])
                     tracks = await history.track_records(conn, self.settings, now)
+                due: Sequence[Any] = await conn.fetch(_Q["due_pending_by_task_type"])
         except Exception as exc:
             log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")
             self.database_up = False
@@ -216,6 +225,7 @@ class Metrics(Hooks):
         for row in rows:
             snapshot[(row["task_type"], row["status"])] = int(row["n"])
         self.jobs_snapshot = snapshot
+        self.due_snapshot = {t: 0 for t in self.task_types} | {row["task_type"]: int(row["n"]) for row in due}
         self.oldest_due_age_s = max(0.0, float(oldest or 0.0))
         self.progress_snapshot = {r["task_type"]: (float(r["done"] or 0), float(r["total"] or 0)) for r in progress}
         self.workers, self.unserved, self.tracks = workers, unserved, tracks

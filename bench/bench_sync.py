@@ -39,10 +39,10 @@ from pydantic import SecretStr
 
 from worker import db
 from worker.game_platform.client import GamePlatformClient
+from worker.game_platform.settings import GamePlatformSettings
 from worker.game_platform.simulator import player_id
 from worker.game_platform.sync import SyncCounters, sync_all_competitor_game_stats
 from worker.migrate import migrate
-from worker.settings import Settings
 from worker.sql import queries
 
 SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -113,11 +113,10 @@ async def _drop_db(name: str) -> None:
         await admin.close()
 
 
-def _settings(url: str, name: str, args: argparse.Namespace, concurrency: int) -> Settings:
-    """The job's settings (defaults, no .env file) for this simulator, database and concurrency."""
-    return Settings(  # type: ignore[call-arg]
+def _settings(url: str, name: str, args: argparse.Namespace, concurrency: int) -> GamePlatformSettings:
+    """The job's settings (defaults, no .env file) for this simulator and concurrency."""
+    return GamePlatformSettings(  # type: ignore[call-arg]
         _env_file=None,
-        database_url=_db_url(name),
         game_platform_base_url=url,
         game_platform_api_key=API_KEY,
         game_platform_concurrency=concurrency,
@@ -187,7 +186,8 @@ async def main(args: argparse.Namespace) -> int:
             worst = max(worst, median / bound) if bound else worst
             calibrated = math.ceil(batches / concurrency) * rtt
             worst_cal = max(worst_cal, median / calibrated)
-            default = " (default)" if concurrency == Settings.model_fields["game_platform_concurrency"].default else ""
+            default_concurrency = GamePlatformSettings.model_fields["game_platform_concurrency"].default
+            default = " (default)" if concurrency == default_concurrency else ""
             print(f"{concurrency:>4} {bound * 1000:>9.1f} {naive * 1000:>9.1f} {median * 1000:>10.1f} "
                   f"{min(times) * 1000:>8.1f} {(median / bound if bound else float('nan')):>12.2f} "
                   f"{calibrated * 1000:>10.1f} {median / calibrated:>10.2f} {cpu_ms:>7.1f} {trips:>15} "

@@ -11,9 +11,8 @@ from typing import Any
 
 import anyio
 
-from worker import db, operator, queue
+from worker import cli_tasks, db, operator, queue
 from worker.backoff import BackoffPolicy
-from worker.builtin import default_registry
 from worker.cli_output import print_json, print_kv, print_table
 from worker.errors import InvalidInput, JobStateConflict
 from worker.runner import execute
@@ -55,7 +54,7 @@ def _conn(settings: Settings) -> Any:
 
 # --- enqueue --------------------------------------------------------------------------------------
 async def cmd_enqueue(settings: Settings, args: Args) -> int:
-    registry = default_registry(settings)
+    registry = cli_tasks.registry(settings)
     payload = parse_payload(args.payload)
     registry.validate(args.task_type, payload)
     task = registry.get(args.task_type)
@@ -155,7 +154,7 @@ async def cmd_cancel(settings: Settings, args: Args) -> int:
 async def cmd_run_now(settings: Settings, args: Args) -> int:
     """Claim this pending job (paused or not, due or not) and run it here, in this process."""
     job_id = queue.parse_job_id(args.id)
-    registry = default_registry(settings)
+    registry = cli_tasks.registry(settings)
     worker_id = f"cli:{settings.worker_id}"[:200]
     pool = await db.create_pool(settings.dsn, max_size=3, connect_timeout_s=settings.db_connect_timeout_s)
     try:

@@ -42,10 +42,10 @@ import structlog
 from worker import db
 from worker.game_platform.client import GamePlatformClient
 from worker.game_platform.contract import API_KEY_HEADER, BATCH_PATH
+from worker.game_platform.settings import GamePlatformSettings
 from worker.game_platform.simulator import player_id
 from worker.game_platform.sync import SyncCounters, sync_all_competitor_game_stats
 from worker.migrate import migrate
-from worker.settings import Settings
 from worker.sql import queries
 
 SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -104,11 +104,10 @@ async def _drop_db(name: str) -> None:
         await admin.close()
 
 
-def _settings(url: str, name: str, concurrency: int, batch_size: int, rps: float) -> Settings:
-    """The job's settings (defaults, no .env file) for this simulator, database, concurrency and rate."""
-    return Settings(  # type: ignore[call-arg]
+def _settings(url: str, concurrency: int, batch_size: int, rps: float) -> GamePlatformSettings:
+    """The job's settings (defaults, no .env file) for this simulator, concurrency and rate."""
+    return GamePlatformSettings(  # type: ignore[call-arg]
         _env_file=None,
-        database_url=_db_url(name),
         game_platform_base_url=url,
         game_platform_api_key=API_KEY,
         game_platform_concurrency=concurrency,
@@ -162,7 +161,7 @@ async def minimal_sync(pool: asyncpg.Pool, url: str, batch_size: int, concurrenc
     return written
 
 
-async def _project(pool: asyncpg.Pool, settings: Settings) -> int:
+async def _project(pool: asyncpg.Pool, settings: GamePlatformSettings) -> int:
     async with GamePlatformClient.from_settings(settings) as client:
         summary = await sync_all_competitor_game_stats(
             pool, client, batch_size=settings.game_platform_batch_size,
@@ -188,7 +187,7 @@ async def ceiling(args: argparse.Namespace) -> None:
         name = await _fresh_db(n)
         try:
             await _wait_healthy(sim.url)
-            settings = _settings(sim.url, name, conc, size, rps=10_000)
+            settings = _settings(sim.url, conc, size, rps=10_000)
             pool = await db.create_pool(_db_url(name), max_size=max(2, conc))
             try:
                 await _project(pool, settings)  # warm both: connections, prepared statements, first inserts
@@ -236,7 +235,7 @@ async def scale(args: argparse.Namespace) -> None:
     name = await _fresh_db(n)
     try:
         await _wait_healthy(sim.url)
-        settings = _settings(sim.url, name, args.concurrency, args.batch_size, rps=args.rps)
+        settings = _settings(sim.url, args.concurrency, args.batch_size, rps=args.rps)
         pool = await db.create_pool(_db_url(name), max_size=max(2, args.concurrency))
         try:
             async with GamePlatformClient.from_settings(settings) as client:  # warm the pool and imports

@@ -19,6 +19,8 @@ def rows() -> list[str]:
     names = env_names()
     out = []
     for name, field in Settings.model_fields.items():
+        if field.exclude:  # gathered from other variables (task_overrides: WORKER_TASK_<NAME>__<FIELD>)
+            continue
         if name == "database_url":
             default = "required"
         elif name == "worker_id":

@@ -28,8 +28,11 @@ API_KEY = "test-platform-key-7f3c9a"
 class Platform:
     sim: Simulator
     url: str
+    env: pytest.MonkeyPatch | None = None
 
     def settings(self, database_url: str, **overrides: Any) -> Settings:
+        """The worker's settings; the game platform's own (GamePlatformSettings, read from the environment like in
+        a deployment) are set in this test's environment."""
         values: dict[str, Any] = {
             "game_platform_base_url": self.url,
             "game_platform_api_key": API_KEY,
@@ -41,7 +44,20 @@ class Platform:
             "game_platform_max_retries": 3,
         }
         values.update(overrides)
-        return make_settings(database_url, **values)
+        return make_settings(database_url, **self.use(values))
+
+    def use(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Put the game platform's settings among `values` into this test's environment (where the task reads
+        them, like in a deployment); returns the rest, the worker's own settings."""
+        values = dict(values)
+        assert self.env is not None
+        for name in [k for k in values if k.startswith("game_platform_")]:
+            value = values.pop(name)
+            secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+            unprefixed = name in ("game_platform_base_url", "game_platform_api_key")
+            env_name = name.upper() if unprefixed else f"WORKER_{name.upper()}"
+            self.env.setenv(env_name, str(secret))
+        return values
 
     def client(self, **overrides: Any) -> GamePlatformClient:
         values: dict[str, Any] = {
@@ -62,11 +78,11 @@ class Platform:
 
 
 @pytest.fixture
-async def platform() -> AsyncIterator[Platform]:
+async def platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     """A simulated game platform (1,000 players, seed 42, key API_KEY) serving on a free loopback port."""
     sim = Simulator(seed=42, players=1000, api_key=API_KEY)
     async with serve_simulator(sim) as url:
-        yield Platform(sim, url)
+        yield Platform(sim, url, monkeypatch)
 
 
 async def seed_competitors(

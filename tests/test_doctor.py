@@ -15,7 +15,8 @@ from tests.operator_support import make_job
 from worker import operator
 from worker.builtin import default_registry
 from worker.doctor import Check, failed, run_checks
-from worker.scheduler import schedules_from_settings
+from worker.scheduler import schedules_of
+from worker.task_policy import apply_overrides
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nothing"
 
@@ -98,7 +99,7 @@ async def test_schedules_fail_when_a_slot_was_missed_and_pass_when_current(
     cron = f"{(datetime.now(UTC).minute + 30) % 60} * * * *"
     overrides = {"schedule_game_platform_sync": "", "schedule_cleanup": cron}
     settings = make_settings(database_url, **overrides)
-    cleanup = next(s for s in schedules_from_settings(settings) if s.name == "cleanup")
+    cleanup = next(s for s in schedules_of(apply_overrides(default_registry(), settings)) if s.name == "cleanup")
     insert = ("INSERT INTO job_queue_schedule (name, cron, task_type, last_slot, last_enqueued_at) "
               "VALUES ('cleanup', $1, 'cleanup', $2, now())")
     await conn.execute(insert, cleanup.cron, cleanup.latest_slot(datetime.now(UTC)))

@@ -36,7 +36,7 @@ def _overrides(platform: Platform, **extra: Any) -> dict[str, Any]:
         "backoff_max_s": 0.1,
     }
     values.update(extra)
-    return values
+    return platform.use(values)  # the game platform's settings are the task's own, read from the environment
 
 
 async def _run_sync(daemon: Daemon, conn: asyncpg.Connection, max_attempts: int = 1) -> dict[str, Any]:

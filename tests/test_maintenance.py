@@ -16,7 +16,8 @@ from worker.doctor import Check, run_checks
 from worker.migrate import migrate
 from worker.pgcluster import throwaway_cluster
 from worker.queue import NewJob
-from worker.scheduler import Scheduler, schedules_from_settings
+from worker.scheduler import Scheduler, schedules_of
+from worker.task_policy import apply_overrides
 
 
 class Clock:
@@ -34,7 +35,8 @@ async def test_the_scheduled_cleanup_is_claimed_ahead_of_a_backlog(
                              schedule_game_platform_sync="")
     registry = default_registry(settings)
     clock = Clock(datetime(2030, 1, 1, 10, 30, tzinfo=UTC))
-    s = Scheduler(settings, registry, pool, schedules=schedules_from_settings(settings), now=clock)
+    schedules = schedules_of(apply_overrides(default_registry(), settings))  # cleanup declares priority 1000
+    s = Scheduler(settings, registry, pool, schedules=schedules, now=clock)
     await s.tick()  # registers the schedule
     await queue.enqueue_many(conn, [NewJob("noop") for _ in range(300)])  # a backlog, due before the slot
     clock.now = datetime(2030, 1, 1, 11, 0, 5, tzinfo=UTC)

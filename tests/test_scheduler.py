@@ -4,6 +4,7 @@ disabled schedules, and the scheduler loop inside a running daemon."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import asyncpg
@@ -13,9 +14,10 @@ from tests.helpers import make_settings, running_daemon, wait_for
 from worker import db
 from worker.builtin import default_registry
 from worker.errors import ConfigError
-from worker.scheduler import Schedule, Scheduler, schedules_from_settings
+from worker.scheduler import Schedule, Scheduler, schedules_of
 from worker.service import build_daemon
 from worker.settings import load_settings
+from worker.task_policy import apply_overrides
 
 HOURLY = Schedule("cleanup", "0 * * * *", "cleanup")
 
@@ -115,13 +117,15 @@ async def test_a_disabled_schedule_enqueues_nothing(database_url: str, pool: asy
     assert await conn.fetchval("SELECT count(*) FROM job_queue_schedule") == 0
 
 
-async def test_settings_declare_the_seed_schedules_and_reject_a_bad_cron(database_url: str) -> None:
-    defaults = {s.name: s.cron for s in schedules_from_settings(make_settings(database_url))}
-    assert defaults == {"game_platform_sync": "0 * * * *", "cleanup": "15 3 * * *"}
-    with pytest.raises(ConfigError, match="WORKER_SCHEDULE_CLEANUP: not a cron expression"):
-        load_settings(database_url=database_url, schedule_cleanup="every day")
-    off = schedules_from_settings(make_settings(database_url, schedule_game_platform_sync=""))
-    assert [s.name for s in off if s.enabled] == ["cleanup"]
+async def test_tasks_declare_the_seed_schedules_and_the_older_settings_still_override_them(database_url: str) -> None:
+    # The schedules moved from the settings into the tasks (issue 18); WORKER_SCHEDULE_<NAME> still applies.
+    def schedules(settings_: Any) -> dict[str, str]:
+        return {s.name: s.cron for s in schedules_of(apply_overrides(default_registry(), settings_))}
+
+    assert schedules(make_settings(database_url)) == {"game_platform_sync": "0 * * * *", "cleanup": "15 3 * * *"}
+    with pytest.raises(ConfigError, match="WORKER_TASK_CLEANUP__SCHEDULES: schedules: not a cron expression"):
+        schedules(load_settings(database_url=database_url, schedule_cleanup="every day"))
+    assert schedules(make_settings(database_url, schedule_game_platform_sync="")) == {"cleanup": "15 3 * * *"}
 
 
 async def test_daemon_runs_the_scheduler_only_when_schedules_are_enabled(database_url: str, pool: asyncpg.Pool) -> None:

@@ -1,4 +1,4 @@
-"""The `cleanup` task type: retention cleanup of finished jobs, run daily by the `cleanup` schedule."""
+"""The `cleanup` task type: retention cleanup of finished jobs, run daily by the schedule it declares."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.operator import cleanup
-from worker.settings import Settings
-from worker.tasks import Task, TaskContext
+from worker.tasks import MAINTENANCE_PRIORITY, Task, TaskContext
 
 __all__ = ["CleanupPayload", "cleanup_task", "run_cleanup"]
 
@@ -27,11 +26,11 @@ class CleanupPayload(BaseModel):
 
 async def run_cleanup(payload: CleanupPayload, ctx: TaskContext) -> dict[str, Any]:
     """Delete succeeded jobs past their retention, failed/cancelled ones past theirs, with their ledger rows."""
-    settings: Settings = ctx.resources["settings"]
+    settings = ctx.settings
     succeeded_days = payload.succeeded_older_than_days or settings.retention_succeeded_days
     failed_days = payload.failed_older_than_days or settings.retention_failed_days
     result = await cleanup(
-        ctx.resources["pool"],
+        ctx.pool,
         succeeded_older_than=timedelta(days=succeeded_days),
         failed_older_than=timedelta(days=failed_days),
         batch_size=settings.cleanup_batch_size,
@@ -40,7 +39,10 @@ async def run_cleanup(payload: CleanupPayload, ctx: TaskContext) -> dict[str, An
 
 
 def cleanup_task() -> Task[CleanupPayload]:
+    """Daily at 03:15 UTC, in the maintenance lane: claimed ahead of any backlog (docs/maintenance.md;
+    tests/test_maintenance.py)."""
     return Task(
         "cleanup", run_cleanup, CleanupPayload, max_attempts=3,
         description="Retention cleanup: deletes old finished jobs and their attempt history in batches.",
+        priority=MAINTENANCE_PRIORITY, schedules=("15 3 * * *",),
     )

@@ -37,16 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    run.add_argument("--tasks", action="append", metavar="MODULE:ATTR",
+                     help="also run these tasks (a Task, or a callable returning tasks; repeatable)")
     mig = sub.add_parser("migrate", help="apply pending schema migrations (safe to run twice or at once)")
     mig.add_argument("--status", action="store_true", help="only print the schema version")
-    # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor, workers.
-    from worker import cli_jobs, cli_nodes, cli_ops
+    # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor, workers,
+    # tasks.
+    from worker import cli_jobs, cli_nodes, cli_ops, cli_tasks
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
     cli_jobs.add_parsers(sub, common)
     cli_ops.add_parsers(sub, common)
     cli_nodes.add_parsers(sub, common)
+    cli_tasks.add_parsers(sub, common)
     # Other faces' commands; their modules (Starlette, uvicorn, httpx) are imported only when they run.
     _add_simulator_parser(sub)  # `worker simulate-platform`: needs no database or settings
     _add_demo_parser(sub)  # `worker demo`: makes its own database and settings
@@ -125,13 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(str(exc), 2)
     handler = getattr(args, "handler", None)
+    secrets = settings.secret_values()
+    from worker import cli_tasks
+
+    cli_tasks.forget()  # one discovery per command (main runs many times in one process in the tests)
+    if args.command in cli_tasks.NEEDS_TASKS:  # tasks are found (and checked) before anything connects
+        try:
+            secrets += cli_tasks.secrets(cli_tasks.load(settings, args))
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
     # Operator commands keep stdout for their output: only warnings and errors are logged.
     level = settings.log_level if handler is None or settings.log_level == "error" else "warning"
-    configure_logging(level, settings.log_format, secrets=settings.secret_values())
-    install_stored(settings.secret_values())  # what jobs store is redacted as the logs are
-    redactor = Redactor(settings.secret_values())
+    configure_logging(level, settings.log_format, secrets=secrets)
+    install_stored(secrets)  # what jobs store is redacted as the logs are
+    redactor = Redactor(secrets)
     try:
         return _dispatch(args, settings, handler)
+    except ConfigError as exc:
+        return _fail(redactor.redact_text(str(exc)), 2)
     except DatabaseUnavailable as exc:  # the driver's text may carry a URL: no secret leaves in an error
         return _fail(redactor.redact_text(str(exc)), 1)
     except (JobNotFound, JobStateConflict) as exc:
@@ -151,9 +166,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, handler: Any) -> int
     if args.command == "migrate":
         return anyio.run(_migrate, settings, args.status)
     if args.command == "run":
+        from worker import cli_tasks
         from worker.service import serve
 
-        return anyio.run(lambda: serve(settings, migrate_first=args.migrate))
+        registry = cli_tasks.load(settings, args).enabled
+        return anyio.run(lambda: serve(settings, registry, migrate_first=args.migrate))
     return _fail(f"unknown command {args.command}", 2)
 
 

@@ -4,6 +4,7 @@ archive. Every argument is checked before the database is touched; a rejected co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -11,14 +12,12 @@ from typing import Any
 
 import anyio
 
-from worker import db, operator, progress, queue
-from worker.backoff import BackoffPolicy
-from worker.builtin import default_registry
+from worker import cli_tasks, db, operator, progress, queue
 from worker.cli_output import print_json, print_kv, print_table
-from worker.errors import InvalidInput, JobStateConflict
-from worker.runner import execute
+from worker.discovery import load_task_configs
+from worker.errors import DatabaseUnavailable, InvalidInput, JobStateConflict, WorkerError
+from worker.jobrun import run_claimed
 from worker.settings import Settings
-from worker.tasks import TaskContext
 
 __all__ = ["add_parsers", "parse_ids", "parse_payload"]
 
@@ -55,7 +54,7 @@ def _conn(settings: Settings) -> Any:
 
 # --- enqueue --------------------------------------------------------------------------------------
 async def cmd_enqueue(settings: Settings, args: Args) -> int:
-    registry = default_registry(settings)
+    registry = cli_tasks.registry(settings)
     payload = parse_payload(args.payload)
     registry.validate(args.task_type, payload)
     task = registry.get(args.task_type)
@@ -155,40 +154,41 @@ async def cmd_cancel(settings: Settings, args: Args) -> int:
 
 # --- run-now --------------------------------------------------------------------------------------
 async def cmd_run_now(settings: Settings, args: Args) -> int:
-    """Claim this pending job (paused or not, due or not) and run it here, in this process."""
+    """Claim this pending job (paused or not, due or not) and run it here, in this process, through the runner
+    /api/jobs/run uses: leases renewed, the job stopped when its lease cannot be kept (tests/test_run_now_faults.py)."""
     job_id = queue.parse_job_id(args.id)
-    registry = default_registry(settings)
+    registry = cli_tasks.discovered(settings).every
     worker_id = f"cli:{settings.worker_id}"[:200]
+    call_s = settings.db_call_timeout_s
     pool = await db.create_pool(settings.dsn, max_size=3, connect_timeout_s=settings.db_connect_timeout_s)
     try:
-        row = await queue.get_job(pool, job_id)
+        async with db.bounded(pool, call_s) as conn:
+            row = await queue.get_job(conn, job_id)
         if row["status"] != "pending":
             raise JobStateConflict(
                 f"cannot run job {job_id} now: it is {row['status']} (only pending jobs; "
                 "`worker jobs retry` a failed one first)"
             )
-        task = registry.get(row["task_type"])
-        claimed = await queue.claim_ids(pool, [job_id], worker_id=worker_id, lease_s=settings.lease_s)
+        registry.get(row["task_type"])
+        async with db.bounded(pool, call_s) as conn:
+            claimed = await queue.claim_ids(conn, [job_id], worker_id=worker_id, lease_s=settings.lease_s)
         if not claimed:
             raise JobStateConflict(f"cannot run job {job_id} now: another worker claimed it first")
         job = claimed[0]
-        ctx = TaskContext(job=job, worker_id=worker_id, resources={"pool": pool, "settings": settings})
-        policy = BackoffPolicy(settings.backoff_base_s, settings.backoff_max_s, settings.backoff_jitter)
-        async with anyio.create_task_group() as tg:
-
-            async def _heartbeat() -> None:
-                while True:
-                    await anyio.sleep(settings.heartbeat_interval_s)
-                    await queue.heartbeat(pool, worker_id, [job.id], settings.lease_s)
-
-            tg.start_soon(_heartbeat)
-            finished = await execute(
-                task, job, ctx, timeout_s=settings.timeout_for(job.task_type, task.timeout_s), policy=policy
-            )
-            tg.cancel_scope.cancel()
-        acked = await queue.finish(pool, worker_id, [finished])
+        resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry)}
+        ran = await run_claimed(pool, settings, registry, worker_id, [job], resources=resources)
+        if job.id in ran.lost:
+            with contextlib.suppress(WorkerError):  # best effort: else its lease expires and recovery hands it back
+                async with db.bounded(pool, min(call_s, settings.lease_s / 5)) as conn:
+                    await queue.release(conn, worker_id, [(job.id, job.attempt, job.started_at)])
+            raise DatabaseUnavailable(f"job {job_id} stopped: {ran.lost[job.id]}; not recorded, handed back")
+        finished = ran.finished[job.id]
+        async with db.bounded(pool, call_s) as conn:
+            acked = await queue.finish(conn, worker_id, [finished])
     finally:
-        await pool.close()
+        with anyio.move_on_after(0.5):  # a connection that hangs (an outage) is not waited for
+            await pool.close()
+        pool.terminate()
     if job.id not in acked:
         raise JobStateConflict(f"job {job_id} ran but its lease was lost (cancelled meanwhile?); not recorded")
     out = {"id": job.id, "status": finished.status, "outcome": finished.outcome, "result": finished.result,

@@ -6,8 +6,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker import db, operator
-from worker.builtin import default_registry
+from worker import cli_tasks, db, operator
 from worker.cli_output import print_json, print_table
 from worker.errors import UnknownTaskType
 from worker.settings import Settings
@@ -29,7 +28,7 @@ def _target(task_type: str | None) -> str:
 async def cmd_pause(settings: Settings, args: Args) -> int:
     target = _target(args.task_type)
     if target != operator.ALL_TASK_TYPES:
-        default_registry(settings).get(target)  # unknown task type -> error, nothing paused
+        cli_tasks.registry(settings).get(target)  # unknown task type -> error, nothing paused
     async with _conn(settings) as conn:
         row = await operator.pause(conn, target, by=args.by or f"cli:{settings.worker_id}", reason=args.reason)
     if args.json:
@@ -44,7 +43,7 @@ async def cmd_pause(settings: Settings, args: Args) -> int:
 async def cmd_resume(settings: Settings, args: Args) -> int:
     target = _target(args.task_type)
     async with _conn(settings) as conn:
-        known = target == operator.ALL_TASK_TYPES or target in default_registry(settings)
+        known = target == operator.ALL_TASK_TYPES or target in cli_tasks.registry(settings)
         if not known and target not in await operator.paused_task_types(conn):
             raise UnknownTaskType(f"unknown task type {target!r}")
         lifted = await operator.resume(conn, target)
@@ -82,13 +81,14 @@ async def cmd_cleanup(settings: Settings, args: Args) -> int:
 
 
 async def cmd_schedules(settings: Settings, args: Args) -> int:
-    from worker.scheduler import schedules_from_settings  # croniter: only for this command
+    from worker.scheduler import schedules_of  # croniter: only for this command
 
     now = datetime.now(UTC)
     async with _conn(settings) as conn:
         state = {r["name"]: dict(r) for r in await conn.fetch(queries("operator")["schedules"])}
     rows = []
-    for s in schedules_from_settings(settings):
+    found = cli_tasks.discovered(settings)
+    for s in schedules_of(found.enabled, declared=found.declared):
         st = state.get(s.name, {})
         enabled = s.enabled and settings.schedules_enabled
         rows.append({
@@ -108,7 +108,7 @@ async def cmd_schedules(settings: Settings, args: Args) -> int:
 async def cmd_doctor(settings: Settings, args: Args) -> int:
     from worker.doctor import failed, run_checks  # httpx and the checks: only for this command
 
-    checks = await run_checks(settings, default_registry(settings), url=args.url)
+    checks = await run_checks(settings, cli_tasks.registry(settings), url=args.url)
     if args.json:
         print_json({"ok": not failed(checks), "checks": [c.as_dict() for c in checks]})
     else:

@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.daemon import Daemon
 from worker.errors import ConfigError, WorkerError
+from worker.game_platform.settings import GamePlatformSettings
 from worker.game_platform.simulator import Simulator, player_id, serve_simulator
 from worker.migrate import migrate
 from worker.observability import configure_logging
@@ -99,12 +101,15 @@ async def run_demo(
         say(f"game platform simulator: {platform_url}")
         secret = secrets.token_urlsafe(24)
         settings = load_settings(
-            database_url=database_url, game_platform_base_url=platform_url, game_platform_api_key="demo-key",
+            database_url=database_url,
             http_enabled=True, http_host="127.0.0.1", http_port=http_port, runner_secret=secret,
             admin_token=secrets.token_urlsafe(16), schedules_enabled=False, worker_id="demo",
             listen_enabled=True, statement_cache=True, listen_database_url=None,
         )
-        async with _daemon(settings) as daemon:
+        platform = GamePlatformSettings(
+            game_platform_base_url=platform_url, game_platform_api_key=SecretStr("demo-key")
+        )
+        async with _daemon(settings, platform) as daemon:
             base = f"http://127.0.0.1:{daemon.resources['http_server'].port}"
             say(f"daemon: running, HTTP on {base}")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -133,10 +138,10 @@ async def _seed(conn: asyncpg.Connection, coaches: int, per_coach: int) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _daemon(settings: Settings) -> AsyncIterator[Daemon]:
+async def _daemon(settings: Settings, platform: GamePlatformSettings) -> AsyncIterator[Daemon]:
     pool = await db.create_pool(settings.dsn, max_size=settings.db_pool_size)
     try:
-        daemon = build_daemon(settings, default_registry(settings), pool)
+        daemon = build_daemon(settings, default_registry(), pool, task_configs=[platform])
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)
             with anyio.fail_after(30):

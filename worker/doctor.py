@@ -22,9 +22,10 @@ from worker import db
 from worker.errors import DatabaseUnavailable
 from worker.migrate import schema_status
 from worker.operator import paused
-from worker.scheduler import schedules_from_settings
+from worker.scheduler import schedules_of
 from worker.settings import Settings
 from worker.sql import migration_files, queries
+from worker.task_policy import apply_overrides
 from worker.tasks import Registry
 
 __all__ = ["Check", "failed", "run_checks"]
@@ -207,7 +208,7 @@ async def _schedules(conn: asyncpg.Connection, settings: Settings, registry: Reg
     parts, worst = [], "pass"
     if not settings.schedules_enabled:
         return Check("schedules", "pass", "schedules disabled (WORKER_SCHEDULES_ENABLED=false)")
-    for s in schedules_from_settings(settings):
+    for s in schedules_of(apply_overrides(registry, settings)):
         if not s.enabled:
             parts.append(f"{s.name}: disabled")
             continue

@@ -24,6 +24,7 @@ from worker.hooks import Hooks
 from worker.queue import Executor, Finished, Job
 from worker.settings import Settings
 from worker.sql import queries
+from worker.tasks import Registry
 
 __all__ = ["CONTENT_TYPE", "STATUSES", "Metrics"]
 
@@ -96,7 +97,9 @@ class _TaskMetrics:
 
 
 class Metrics(Hooks):
-    def __init__(self, task_types: Iterable[str] = (), *, settings: Settings | None = None) -> None:
+    def __init__(
+        self, task_types: Iterable[str] = (), *, settings: Settings | None = None, registry: Registry | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.task_types = sorted(task_types)
@@ -133,7 +136,9 @@ class Metrics(Hooks):
         self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
         self.settings = settings
-        """With settings, a scrape also reads the schedules' track record (worker_schedule_* gauges)."""
+        """With settings, a scrape also reads the schedules' track record (worker_schedule_* gauges) of the
+        schedules `registry`'s tasks declare (default: the discovered tasks)."""
+        self.schedule_registry = registry
         self.listener_up: Callable[[], bool] | None = None
         self.workers: list[dict[str, Any]] = []
         self.unserved: list[dict[str, Any]] = []
@@ -215,7 +220,7 @@ class Metrics(Hooks):
                 tracks = []
                 if self.settings is not None:
                     now = await conn.fetchval(_Q["db_now"])
-                    tracks = await history.track_records(conn, self.settings, now)
+                    tracks = await history.track_records(conn, self.settings, now, registry=self.schedule_registry)
                 due: Sequence[Any] = await conn.fetch(_Q["due_pending_by_task_type"])
         except Exception as exc:
             log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")

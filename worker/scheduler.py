@@ -1,18 +1,19 @@
-"""Recurring schedules inside the daemon: cron expressions (croniter) -> exactly one job per slot.
+"""Recurring schedules inside the daemon: the cron expressions tasks declare (croniter) -> one job per slot.
 
 Each schedule's latest slot is claimed with a forward-only conditional upsert on `job_queue_schedule` in the
 same transaction as the enqueue, so whatever the number of replicas a slot is enqueued once and a finished
 slot is never enqueued again; the job's dedupe key `schedule:<name>:<slot>` is a second guard. After downtime
 only the latest missed slot is enqueued. A schedule seen for the first time starts at its next slot.
 
-Maintenance (cleanup) is enqueued at MAINTENANCE_PRIORITY, the highest priority a job can have: every claim
-takes due jobs by priority first, so the next claim of any replica takes it ahead of whatever backlog the
-queue holds, never behind the work it protects (docs/maintenance.md; tests/test_maintenance.py).
+A schedule's job gets its task's declared priority. A maintenance task (cleanup) declares MAINTENANCE_PRIORITY, the
+highest priority a job can have: every claim takes due jobs by priority first, so the next claim of any replica
+takes it ahead of whatever backlog the queue holds (docs/maintenance.md; tests/test_maintenance.py).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,18 +26,16 @@ from croniter import croniter
 
 from worker import queue
 from worker.db import bounded, translate
-from worker.errors import ConfigError, DatabaseUnavailable, InvalidInput
+from worker.errors import DatabaseUnavailable, InvalidInput
 from worker.settings import Settings
 from worker.sql import queries
-from worker.tasks import Registry
+from worker.tasks import MAINTENANCE_PRIORITY, Registry
 
-__all__ = ["MAINTENANCE_PRIORITY", "Fired", "Schedule", "Scheduler", "schedules_from_settings"]
+__all__ = ["MAINTENANCE_PRIORITY", "Fired", "Schedule", "Scheduler", "schedules_of"]
 
 log = structlog.get_logger("worker.scheduler")
 _Q = queries("operator")
 MAX_SLEEP_S = 60.0
-MAINTENANCE_PRIORITY = 1000
-"""The top of job_queue_priority_check's range: maintenance jobs are claimed before any other due job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +65,20 @@ class Schedule:
         return f"schedule:{self.name}:{slot.astimezone(UTC).isoformat()}"
 
 
-def schedules_from_settings(settings: Settings) -> list[Schedule]:
-    """The built-in schedules, as configured. An invalid cron expression is a ConfigError."""
-    found = [
-        Schedule("game_platform_sync", settings.schedule_game_platform_sync, "game_platform_sync"),
-        Schedule("cleanup", settings.schedule_cleanup, "cleanup", priority=MAINTENANCE_PRIORITY),
-    ]
-    for s in found:
-        if s.enabled and not croniter.is_valid(s.cron):
-            env = f"WORKER_SCHEDULE_{s.name.upper()}"
-            raise ConfigError(f"invalid setting: {env}: not a cron expression: {s.cron!r}")
+def schedules_of(registry: Registry, *, declared: Registry | None = None) -> list[Schedule]:
+    """The schedules the tasks declare (overrides applied; checked when the task was built). A task's first
+    schedule is named after the task (the name keys its slot in job_queue_schedule, whose check allows a-z 0-9 _:
+    other characters become _), further ones `<name>_<n>`."""
+    found = []
+    for task in registry:
+        base = re.sub(r"[^a-z0-9_]", "_", task.name)[:58]
+        for i, cron in enumerate(task.schedules):
+            name = base if i == 0 else f"{base}_{i + 1}"
+            found.append(Schedule(name, cron, task.name, priority=task.priority))
+    if declared is not None:  # what the tasks declare and an override turned off: listed, disabled (cron "")
+        named = {s.name for s in found}
+        found += [Schedule(s.name, "", s.task_type, priority=s.priority) for s in schedules_of(declared)
+                  if s.name not in named and s.task_type in registry]
     return found
 
 
@@ -104,7 +107,7 @@ class Scheduler:
         self.settings = settings
         self.registry = registry
         self.pool = pool
-        self.schedules = schedules if schedules is not None else schedules_from_settings(settings)
+        self.schedules = schedules if schedules is not None else schedules_of(registry)
         self.now = now
         self._warned: set[str] = set()
 

@@ -1,21 +1,25 @@
-"""The composition root of `worker run`: settings -> pool, registry, daemon (and its HTTP port, scheduler)."""
+"""The composition root of `worker run`: settings -> discovered tasks, pool, daemon (its HTTP port, scheduler)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import anyio
 import asyncpg
 import structlog
+from pydantic_settings import BaseSettings
 
 from worker import db, queue
 from worker.alerts import Alerts
-from worker.builtin import default_registry
 from worker.daemon import Daemon
+from worker.discovery import config_secrets, discover, load_task_configs
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.hooks import MultiHooks
 from worker.metrics import Metrics
 from worker.migrate import migrate, schema_status
 from worker.observability import install_redaction
 from worker.settings import Settings
+from worker.task_policy import apply_overrides
 from worker.tasks import Registry
 
 __all__ = ["build_daemon", "create_work_pool", "serve"]
@@ -86,10 +90,15 @@ async def create_work_pool(settings: Settings) -> asyncpg.Pool:
     )
 
 
-def build_daemon(settings: Settings, registry: Registry, pool: asyncpg.Pool) -> Daemon:
-    """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops."""
-    resources = {"pool": pool, "settings": settings}
-    metrics = Metrics(registry.names(), settings=settings)
+def build_daemon(
+    settings: Settings, registry: Registry, pool: asyncpg.Pool, *, task_configs: Iterable[BaseSettings] = ()
+) -> Daemon:
+    """Wire the daemon with what it serves: handlers' shared resources, hooks, extra loops. The registry's tasks
+    get the environment's overrides (idempotent) and their own settings (`task_configs`, or loaded from the
+    environment now: ConfigError when bad)."""
+    registry = apply_overrides(registry, settings)
+    resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry, task_configs)}
+    metrics = Metrics(registry.names(), settings=settings, registry=registry)
     alerts = Alerts(settings)
     daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)
     resources.update(metrics=metrics, alerts=alerts)
@@ -110,9 +119,12 @@ async def serve(
     settings: Settings, registry: Registry | None = None, *, migrate_first: bool = False,
     handle_signals: bool = True,
 ) -> int:
-    install_redaction(settings.secret_values())
+    """Run the daemon with `registry`, or the discovered tasks this replica is allowed to run. Discovery and the
+    tasks' settings are checked before anything connects (ConfigError)."""
+    registry = registry if registry is not None else discover(settings).enabled
+    registry = apply_overrides(registry, settings)
+    install_redaction([*settings.secret_values(), *config_secrets(load_task_configs(registry))])
     await _ensure_schema(settings, apply=migrate_first)
-    registry = registry or default_registry(settings)
     pool = await create_work_pool(settings)
     try:
         daemon = build_daemon(settings, registry, pool)

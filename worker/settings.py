@@ -13,13 +13,12 @@ from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from croniter import croniter
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from worker.errors import ConfigError
 
-__all__ = ["Settings", "env_names", "load_settings"]
+__all__ = ["Settings", "env_names", "load_settings", "parse_override_name"]
 
 
 def _default_worker_id() -> str:
@@ -89,7 +88,8 @@ class Settings(BaseSettings):
     )
     task_timeout_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description="Default per-job timeout.")
     task_timeouts_s: dict[str, float] = Field(
-        default_factory=dict, description='Per task type timeouts, JSON: {"game_platform_sync": 900}.'
+        default_factory=dict,
+        description='Per task type timeouts, JSON: {"my_task": 900} (older form of WORKER_TASK_<NAME>__TIMEOUT_S).',
     )
     default_max_attempts: int = Field(default=5, ge=1, le=1000, description="max_attempts of new jobs.")
     backoff_base_s: float = Field(default=5.0, gt=0, le=86400, description="Delay after the first failure.")
@@ -137,9 +137,7 @@ class Settings(BaseSettings):
     )
 
     # --- schedules and retention ----------------------------------------------------------------
-    schedules_enabled: bool = Field(default=True, description="Run the built-in recurring schedules.")
-    schedule_game_platform_sync: str = Field(default="0 * * * *", description="Cron; empty disables.")
-    schedule_cleanup: str = Field(default="15 3 * * *", description="Cron (UTC); empty disables.")
+    schedules_enabled: bool = Field(default=True, description="Run the schedules the tasks declare.")
     retention_succeeded_days: float = Field(
         default=14.0, gt=0, le=36500, description="cleanup deletes succeeded jobs older than this."
     )
@@ -148,26 +146,18 @@ class Settings(BaseSettings):
     )
     cleanup_batch_size: int = Field(default=1000, ge=1, le=100000, description="Rows deleted per statement.")
 
-    # --- the game platform ----------------------------------------------------------------------
-    game_platform_base_url: str = Field(
-        default="http://127.0.0.1:8090",
-        validation_alias=AliasChoices("GAME_PLATFORM_BASE_URL", "WORKER_GAME_PLATFORM_BASE_URL"),
-        description="Base URL of the game platform API.",
+    # --- tasks ----------------------------------------------------------------------------------
+    task_modules: str = Field(
+        default="",
+        description="More tasks, comma-separated `module:attribute` (a task, or a callable returning tasks).",
     )
-    game_platform_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("GAME_PLATFORM_API_KEY", "WORKER_GAME_PLATFORM_API_KEY"),
-        description="API key of the game platform (sent as a header, never logged).",
+    tasks_enabled: str = Field(
+        default="", description="Comma-separated task types this replica runs (empty = every discovered task)."
     )
-    game_platform_rps: float = Field(default=20.0, gt=0, le=10000, description="Client-side rate limit.")
-    game_platform_concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight.")
-    game_platform_batch_size: int = Field(default=100, ge=1, le=1000, description="Player ids per request.")
-    game_platform_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, description="Connect timeout.")
-    game_platform_read_timeout_s: float = Field(default=15.0, gt=0, le=600, description="Read timeout.")
-    game_platform_total_timeout_s: float = Field(
-        default=60.0, gt=0, le=3600, description="Whole-request timeout, retries excluded."
+    task_overrides: dict[str, dict[str, str]] = Field(
+        default_factory=dict, exclude=True,
+        description="Read from WORKER_TASK_<NAME>__<FIELD> variables (docs/tasks.md), not set directly.",
     )
-    game_platform_max_retries: int = Field(default=4, ge=0, le=20, description="Retries per request.")
 
     @field_validator("database_url", "listen_database_url")
     @classmethod
@@ -177,20 +167,25 @@ class Settings(BaseSettings):
         _check_postgres_url(value.get_secret_value())
         return value
 
-    @field_validator("schedule_game_platform_sync", "schedule_cleanup")
+    @model_validator(mode="before")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        value = value.strip()
-        if value and not croniter.is_valid(value):
-            raise ValueError(f"not a cron expression: {value!r} (empty disables the schedule)")
-        return value
-
-    @field_validator("game_platform_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    def _task_overrides(cls, data: Any) -> Any:
+        """Gather `WORKER_TASK_<NAME>__<FIELD>` (and the older `WORKER_SCHEDULE_<NAME>`, and a `schedule_<name>`
+        keyword) into `task_overrides`: {NAME: {FIELD: text}}, checked against the discovered tasks at start-up
+        (worker/task_policy.py; tests/test_task_policy.py)."""
+        if not isinstance(data, dict):
+            return data
+        found: dict[str, dict[str, str]] = {}
+        for key, value in os.environ.items():
+            parsed = parse_override_name(key)
+            if parsed is not None:
+                found.setdefault(parsed[0], {})[parsed[1]] = value
+        for key in [k for k in data if isinstance(k, str) and k.startswith("schedule_")]:
+            found.setdefault(key.removeprefix("schedule_").upper(), {})["SCHEDULES"] = str(data.pop(key))
+        for name, fields in (data.get("task_overrides") or {}).items():
+            found.setdefault(str(name).upper(), {}).update({str(f).upper(): str(v) for f, v in fields.items()})
+        data["task_overrides"] = found
+        return data
 
     @field_validator("task_timeouts_s")
     @classmethod
@@ -241,7 +236,6 @@ class Settings(BaseSettings):
             self.runner_secret,
             self.runner_secret_previous,
             self.admin_token,
-            self.game_platform_api_key,
             self.sentry_dsn,
         ):
             if secret is not None and secret.get_secret_value():
@@ -329,6 +323,16 @@ def _url_user(url: str) -> str | None:
         return urlsplit(url).username
     except ValueError:
         return None
+
+
+def parse_override_name(key: str) -> tuple[str, str] | None:
+    """`WORKER_TASK_<NAME>__<FIELD>` -> (NAME, FIELD); the older `WORKER_SCHEDULE_<NAME>` -> (NAME, SCHEDULES)."""
+    if key.startswith("WORKER_TASK_") and "__" in key:
+        name, _, field = key.removeprefix("WORKER_TASK_").rpartition("__")
+        return (name, field) if name and field else None
+    if key.startswith("WORKER_SCHEDULE_") and len(key) > len("WORKER_SCHEDULE_"):
+        return key.removeprefix("WORKER_SCHEDULE_"), "SCHEDULES"
+    return None
 
 
 def env_names() -> dict[str, str]:

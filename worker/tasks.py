@@ -1,25 +1,36 @@
-"""The task registry: task type -> an async handler and the pydantic model its payload must satisfy.
+"""The task API: a task type is a handler, the pydantic model its payload must satisfy, and its policy.
 
 A handler is a plain async function `handler(payload, ctx) -> result`; it knows nothing of the daemon. The
 result (JSON-serialisable, or None) is stored on the job row. Raise `PermanentJobError` to fail without retry.
+
+A task declares its own policy (timeout, attempts, backoff, default priority, cron schedules in UTC); every
+policy field can be overridden per task from the environment as `WORKER_TASK_<NAME>__<FIELD>`
+(worker/task_policy.py, docs/tasks.md). Tasks are found through the `worker.tasks` entry points and module paths
+(worker/discovery.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_settings import BaseSettings
 
 from worker.errors import InvalidPayload, UnknownTaskType
 from worker.jsonvalues import Undecodable
 from worker.progress import ProgressReporter
 from worker.queue import Job, validate_task_type
+from worker.settings import Settings
 
-__all__ = ["EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error"]
+__all__ = ["MAINTENANCE_PRIORITY", "EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error"]
 
 P = TypeVar("P", bound=BaseModel)
+C = TypeVar("C", bound=BaseSettings)
+
+MAINTENANCE_PRIORITY = 1000
+"""The top of job_queue_priority_check's range: a task declaring it is claimed before any other due job."""
 
 
 class EmptyPayload(BaseModel):
@@ -30,7 +41,11 @@ class EmptyPayload(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """What a handler may know about the run: the job, and shared resources the daemon set up."""
+    """What a handler may know about the run: the job, the work pool, and its task's own settings.
+
+    `ctx.pool` is the pool the runner works with; `ctx.config(MySettings)` is the task's settings class as
+    loaded (and validated) at start-up from the environment. `resources` holds what the process shares
+    besides (metrics, alerts) and is not part of the task API."""
 
     job: Job
     worker_id: str
@@ -54,6 +69,27 @@ class TaskContext:
         if self._reporter is not None:
             await self._reporter.flush()
 
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool of the process running the job."""
+        return self.resources["pool"]
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's own settings (retention, timeouts, ...)."""
+        found: Settings = self.resources["settings"]
+        return found
+
+    def config(self, model: type[C]) -> C:
+        """The task's settings of type `model`: the instance loaded at start-up, or (a handler called outside a
+        worker, as in a test) loaded from the environment now."""
+        configs: dict[type[BaseSettings], BaseSettings] = self.resources.get("task_configs", {})
+        found = configs.get(model)
+        if found is None:
+            found = model()
+        assert isinstance(found, model)
+        return found
+
 
 Handler = Callable[[Any, TaskContext], Awaitable[Any]]
 
@@ -68,6 +104,25 @@ class Task(Generic[P]):
     max_attempts: int | None = None
     """Default for jobs enqueued through this worker; None = the settings' default."""
     description: str = ""
+    priority: int = 0
+    """Default priority of the task's jobs (-1000..1000, higher first): its schedules' and the CLI's."""
+    backoff_base_s: float | None = None
+    """Delay after the first failure; None = WORKER_BACKOFF_BASE_S."""
+    backoff_max_s: float | None = None
+    """Cap on any retry delay; None = WORKER_BACKOFF_MAX_S."""
+    backoff_jitter: float | None = None
+    """Fraction of a delay randomised (0..1); None = WORKER_BACKOFF_JITTER."""
+    schedules: tuple[str, ...] = ()
+    """Cron expressions (UTC): one job (empty payload) per slot, at `priority`."""
+    settings_model: type[BaseSettings] | None = None
+    """The task's own settings (pydantic-settings), loaded and validated at start-up; `ctx.config(model)`."""
+
+    def __post_init__(self) -> None:
+        """A task that breaks its own policy is refused where it is declared (and where an override applies)."""
+        validate_task_type(self.name)
+        problem = _policy_problem(self)
+        if problem:
+            raise ValueError(problem)
 
     def parse(self, payload: Any) -> P:
         if isinstance(payload, Undecodable):  # a poison row fails its own job (tests/test_poison_rows.py)
@@ -79,6 +134,32 @@ class Task(Generic[P]):
             return parsed
         except ValidationError as exc:
             raise InvalidPayload(f"invalid payload for {self.name}: {format_validation_error(exc)}") from None
+
+
+def _policy_problem(task: Task[Any]) -> str | None:
+    if task.timeout_s is not None and not 0 < task.timeout_s <= 7 * 86400:
+        return "timeout_s must be > 0 and at most 604800"
+    if task.max_attempts is not None and not 1 <= task.max_attempts <= 1000:
+        return "max_attempts must be from 1 to 1000"
+    if not -1000 <= task.priority <= MAINTENANCE_PRIORITY:
+        return "priority must be from -1000 to 1000"
+    for name in ("backoff_base_s", "backoff_max_s"):
+        value = getattr(task, name)
+        if value is not None and not 0 < value <= 7 * 86400:
+            return f"{name} must be > 0 and at most 604800"
+    if task.backoff_jitter is not None and not 0 <= task.backoff_jitter <= 1:
+        return "backoff_jitter must be from 0 to 1"
+    if task.backoff_base_s is not None and task.backoff_max_s is not None and task.backoff_max_s < task.backoff_base_s:
+        return "backoff_max_s must be >= backoff_base_s"
+    if isinstance(task.schedules, str) or not all(isinstance(c, str) for c in task.schedules):
+        return "schedules must be a tuple of cron expressions"
+    if task.schedules:
+        from croniter import croniter  # only for tasks that have schedules
+
+        for cron in task.schedules:
+            if not croniter.is_valid(cron):
+                return f"schedules: not a cron expression: {cron!r}"
+    return None
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -93,6 +174,13 @@ def format_validation_error(exc: ValidationError) -> str:
 class Registry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task[Any]] = {}
+
+    @classmethod
+    def of(cls, tasks: Iterable[Task[Any]]) -> Registry:
+        registry = cls()
+        for task in tasks:
+            registry.add(task)
+        return registry
 
     def add(self, task: Task[Any]) -> Task[Any]:
         validate_task_type(task.name)
@@ -109,9 +197,13 @@ class Registry:
         timeout_s: float | None = None,
         max_attempts: int | None = None,
         description: str = "",
+        **policy: Any,
     ) -> Callable[[Callable[[P, TaskContext], Awaitable[Any]]], Callable[[P, TaskContext], Awaitable[Any]]]:
+        """`policy`: any other field of Task (priority, backoff_*, schedules, settings_model, ...)."""
+
         def deco(fn: Callable[[P, TaskContext], Awaitable[Any]]) -> Callable[[P, TaskContext], Awaitable[Any]]:
-            self.add(Task(name, fn, payload_model, timeout_s, max_attempts, description or (fn.__doc__ or "")))
+            self.add(Task(name, fn, payload_model, timeout_s, max_attempts, description or (fn.__doc__ or ""),
+                          **policy))
             return fn
 
         return deco

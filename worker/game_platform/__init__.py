@@ -23,6 +23,7 @@ _EXPORTS = {
     "sync_all_competitor_game_stats": "sync",
     "TASK_TYPE": "task",
     "GamePlatformSyncPayload": "task",
+    "GamePlatformSettings": "settings",
     "game_platform_sync_task": "task",
 }
 

@@ -49,7 +49,7 @@ from worker.game_platform.errors import (
     PlatformUnavailable,
 )
 from worker.game_platform.ratelimit import TokenBucket
-from worker.settings import Settings
+from worker.game_platform.settings import GamePlatformSettings
 
 __all__ = ["GamePlatformClient", "backoff_delay", "parse_retry_after"]
 
@@ -152,7 +152,7 @@ class GamePlatformClient:
         self.retries = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> GamePlatformClient:
+    def from_settings(cls, settings: GamePlatformSettings, **overrides: Any) -> GamePlatformClient:
         values: dict[str, Any] = {
             "rps": settings.game_platform_rps,
             "concurrency": settings.game_platform_concurrency,

@@ -23,11 +23,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from worker import db
-from worker.settings import Settings
+from worker.game_platform.settings import GamePlatformSettings
 from worker.sql import queries
 from worker.tasks import Task, TaskContext
 
@@ -66,8 +65,7 @@ class GamePlatformSyncPayload(BaseModel):
 
 async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext) -> dict[str, Any]:
     """Sync every competitor's game stats from the game platform (honours dryRun, coachId, staleAfterMinutes)."""
-    settings: Settings = ctx.resources["settings"]
-    pool: asyncpg.Pool = ctx.resources["pool"]
+    settings = ctx.config(GamePlatformSettings)
     stale = timedelta(minutes=payload.stale_after_minutes) if payload.stale_after_minutes else None
     # Imported here: httpx and the sync are loaded when a sync runs, not when the worker starts.
     from worker.game_platform.client import GamePlatformClient
@@ -76,11 +74,11 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
     since = None
     if ctx.job.attempt > 1 and not payload.dry_run and not payload.full_run:
         with db.translate():
-            since = await pool.fetchval(_Q["resume_since"], ctx.job.id, ctx.job.started_at)
+            since = await ctx.pool.fetchval(_Q["resume_since"], ctx.job.id, ctx.job.started_at)
     try:
         async with GamePlatformClient.from_settings(settings) as client:
             return await sync_all_competitor_game_stats(
-                pool,
+                ctx.pool,
                 client,
                 coach_id=payload.coach_id,
                 dry_run=payload.dry_run,
@@ -95,9 +93,12 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
 
 
 def game_platform_sync_task() -> Task[GamePlatformSyncPayload]:
+    """The task as the `worker.tasks` entry point `game_platform_sync` registers it: hourly, like before."""
     return Task(
         TASK_TYPE,
         game_platform_sync,
         GamePlatformSyncPayload,
         description="Sync every competitor's game stats from the game platform.",
+        schedules=("0 * * * *",),
+        settings_model=GamePlatformSettings,
     )

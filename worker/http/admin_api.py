@@ -263,7 +263,9 @@ def api_routes(ctx: AdminContext) -> list[Route]:
         _only_keys(dict(request.query_params), ())
         async with daemon.pool.acquire() as conn:
             now = await conn.fetchval(_ADMIN_Q["db_now"])
-            tracks = await history.track_records(conn, daemon.settings, now, handled=daemon.registry.names())
+            tracks = await history.track_records(
+                conn, daemon.settings, now, registry=daemon.registry, handled=daemon.registry.names()
+            )
         return json_response({"now": now, "schedules": tracks})
 
     def get(path: str, fn: Handler) -> Route:

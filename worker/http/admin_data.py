@@ -25,7 +25,7 @@ from worker.errors import InvalidInput
 from worker.http.inputs import query_int
 from worker.progress import attach_progress
 from worker.queue import Executor
-from worker.scheduler import schedules_from_settings
+from worker.scheduler import schedules_of
 from worker.sql import queries
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ class Overview:
         settings = self.daemon.settings
         state = {r["name"]: dict(r) for r in rows}
         out = []
-        for s in schedules_from_settings(settings):
+        for s in schedules_of(self.daemon.registry):
             active = s.enabled and settings.schedules_enabled and s.task_type in self.daemon.registry
             row = state.pop(s.name, {})
             out.append({

@@ -124,7 +124,7 @@ def page_routes(ctx: AdminContext) -> list[BaseRoute]:
                 data = await ctx.overview.read(conn)
                 page = await list_jobs(conn, flt, limit=50)
                 fleet = await operator_view_workers(conn)
-                tracks = await history.track_records(conn, daemon.settings, data["now"],
+                tracks = await history.track_records(conn, daemon.settings, data["now"], registry=daemon.registry,
                                                      handled=daemon.registry.names())
         except DatabaseUnavailable:
             return render("error.html", status=503, message="The database is unavailable; try again shortly.")

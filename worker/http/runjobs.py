@@ -2,7 +2,8 @@
 
 Jobs are claimed through the same queue operations as the daemon (one statement, SKIP LOCKED, a lease), under
 a worker id of their own (`<worker_id>/http`), so a job the daemon is running is never run here and vice
-versa. Leases are heartbeated while the handlers run. When the budget runs out, unfinished jobs are cancelled
+versa. Leases are renewed while the handlers run, and a job whose lease cannot be kept is stopped
+(worker/jobrun.py). When the budget runs out, unfinished jobs are cancelled
 and handed back to pending at once (the interrupted attempt is not counted).
 """
 
@@ -17,11 +18,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker import queue
-from worker.errors import DatabaseUnavailable
+from worker import db, queue
+from worker.jobrun import Ran, run_claimed
 from worker.queue import Finished, Job
-from worker.runner import execute
-from worker.tasks import TaskContext
 
 if TYPE_CHECKING:
     from worker.daemon import Daemon
@@ -72,7 +71,7 @@ async def run_jobs(
     wanted = list(ids) if ids is not None else None
     while len(report.results) < limit and time.monotonic() < deadline and not daemon.stop_event.is_set():
         batch = min(limit - len(report.results), settings.concurrency)
-        async with daemon.pool.acquire() as conn:
+        async with db.bounded(daemon.pool, settings.db_call_timeout_s) as conn:
             if wanted is not None:
                 jobs = await queue.claim_ids(conn, wanted[:batch], worker_id=worker_id, lease_s=settings.lease_s)
                 wanted = wanted[batch:]
@@ -97,8 +96,9 @@ async def run_jobs(
 async def _run_batch(
     daemon: Daemon, worker_id: str, jobs: list[Job], deadline: float, report: RunReport
 ) -> None:
+    """Run the batch through the runner run-now uses (worker/jobrun.py): leases renewed, a job whose lease could
+    not be renewed for 80 % of WORKER_LEASE_S stopped and not recorded, so it never overlaps a later attempt."""
     settings = daemon.settings
-    finished: dict[uuid.UUID, Finished] = {}
     skipped: list[Job] = []
     runnable: list[Job] = []
     for job in jobs:
@@ -107,42 +107,32 @@ async def _run_batch(
         )
         daemon.hooks.job_claimed(job)
         (runnable if job.task_type in daemon.registry else skipped).append(job)
-
-    async def _one(job: Job) -> None:
-        task = daemon.registry.get(job.task_type)
-        ctx = TaskContext(job=job, worker_id=worker_id, resources=daemon.resources)
-        finished[job.id] = await execute(
-            task, job, ctx, timeout_s=settings.timeout_for(job.task_type, task.timeout_s), policy=daemon.policy
-        )
-
+    ran = Ran()
     try:
-        async with anyio.create_task_group() as beat:
-            beat.start_soon(_heartbeat, daemon, worker_id, [j.id for j in runnable])
-            with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
-                async with anyio.create_task_group() as tg:
-                    for job in runnable:
-                        tg.start_soon(_one, job)
-            beat.cancel_scope.cancel()
+        ran = await run_claimed(daemon.pool, settings, daemon.registry, worker_id, runnable,
+                                resources=daemon.resources, budget_s=max(0.0, deadline - time.monotonic()))
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(max(5.0, settings.db_connect_timeout_s)):
-            await _record(daemon, worker_id, jobs, finished, skipped, report)
+            await _record(daemon, worker_id, jobs, ran, skipped, report)
 
 
 async def _record(
-    daemon: Daemon, worker_id: str, jobs: list[Job], finished: dict[uuid.UUID, Finished], skipped: list[Job],
-    report: RunReport,
+    daemon: Daemon, worker_id: str, jobs: list[Job], ran: Ran, skipped: list[Job], report: RunReport,
 ) -> None:
+    finished = ran.finished
     done = [finished[j.id] for j in jobs if j.id in finished]
     skipped_ids = {j.id for j in skipped}
-    interrupted = [j for j in jobs if j.id not in finished and j.id not in skipped_ids]
-    async with daemon.pool.acquire() as conn:
+    interrupted = [j for j in jobs if j.id not in finished and j.id not in skipped_ids and j.id not in ran.lost]
+    async with db.bounded(daemon.pool, daemon.settings.db_call_timeout_s) as conn:
         acked = await queue.finish(conn, worker_id, done)
         for group, reason in ((interrupted, BUDGET_REASON), (skipped, NO_HANDLER_REASON)):
             if group:
                 await queue.release(conn, worker_id, [(j.id, j.attempt, j.started_at) for j in group], reason)
     for job in jobs:
         f = finished.get(job.id)
-        if f is None:
+        if job.id in ran.lost:
+            report.add(job, "unknown", job.attempt, 0, f"{LOST_REASON}: {ran.lost[job.id]}")
+        elif f is None:
             reason = NO_HANDLER_REASON if job.id in skipped_ids else BUDGET_REASON
             log.warning(
                 "job.released", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
@@ -172,16 +162,3 @@ def _log_finished(f: Finished, worker_id: str) -> None:
         log.warning("job.failed", error=f.error, retry_at=f.retry_at.isoformat() if f.retry_at else None, **common)
     else:
         log.error("job.failed_permanently", error=f.error, **common)
-
-
-async def _heartbeat(daemon: Daemon, worker_id: str, ids: list[uuid.UUID]) -> None:
-    settings = daemon.settings
-    if not ids:
-        return
-    while True:
-        await anyio.sleep(settings.heartbeat_interval_s)
-        try:
-            async with daemon.pool.acquire() as conn:
-                await queue.heartbeat(conn, worker_id, ids, settings.lease_s)
-        except DatabaseUnavailable as exc:
-            log.warning("heartbeat.database_unavailable", error=str(exc), jobs=len(ids), worker_id=worker_id)

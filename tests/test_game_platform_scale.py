@@ -32,10 +32,10 @@ POLICY = BackoffPolicy(base_s=0.01, max_s=0.01)
 
 
 @pytest.fixture
-async def big_platform() -> AsyncIterator[Platform]:
+async def big_platform(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
     sim = Simulator(seed=7, players=COMPETITORS, api_key=API_KEY)
     async with serve_simulator(sim) as url:
-        yield Platform(sim, url)
+        yield Platform(sim, url, monkeypatch)
 
 
 async def test_the_competitors_are_read_in_keyset_pages(big_platform: Platform, pool: asyncpg.Pool) -> None:

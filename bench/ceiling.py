@@ -1,31 +1,48 @@
 """The ceiling: a minimal hand-written asyncpg queue, to show what Python and this PostgreSQL allow.
 
-Per claim cycle one statement claims up to the free slots (≤ concurrency) with FOR UPDATE SKIP LOCKED and a
-lease; handlers run as asyncio tasks; completions are buffered for FLUSH_S and written in one statement that
-marks the jobs succeeded and inserts their ledger rows (a data-modifying CTE over `unnest`). Durable: the
-server's default synchronous_commit. Wake-ups: a statement-level NOTIFY trigger and a LISTEN connection, with a
-10 s fallback poll (the same as `worker`'s default). No retries, no heartbeats, no recovery: a floor to
-compare against, not a product.
+Per claim cycle one statement claims with FOR UPDATE SKIP LOCKED and a lease; handlers run as asyncio tasks;
+completions are buffered for FLUSH_S and written in one statement that marks the jobs succeeded and inserts
+their ledger rows (a data-modifying CTE over `unnest`), durable (the server's default synchronous_commit).
+Wake-ups: a statement-level NOTIFY trigger and a LISTEN connection, with a 10 s fallback poll (the same as
+`worker`'s default). No retries, no heartbeats, no recovery: a floor to compare against, not a product.
+
+Two modes, chosen by BENCH_CEILING_MODE in the process's environment:
+* `like-worker` (the default; rows `ceiling`, `ceiling100`): what `worker` does with its claims. Claims commit
+  asynchronously (synchronous_commit off on the claiming connection: a claim lost in a crash leaves the job
+  pending), and it claims ahead of its free slots by worker/prefetch.py's own rule (`ahead_batches` over a
+  moving average of the jobs' durations, the daemon's default 50 ms threshold): claimed jobs wait in a ready
+  queue and start as slots free; while claiming ahead a claim waits until a whole batch (`concurrency` jobs)
+  fits, else until half the slots are free, at most FLUSH_S (as the daemon's fetch loop does).
+* `durable` (rows `ceiling_durable`, `ceiling100_durable`): every claim commits durably and takes no more
+  than the free slots.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import math
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from bench import latency
+from worker.prefetch import ahead_batches
 
 __all__ = [
-    "REMAINING_SQL", "SUCCEEDED_SQL", "Ceiling", "LatencyEnqueuer", "enqueue_noop", "install", "preload",
-    "process_env", "run_worker",
+    "MODES", "REMAINING_SQL", "SUCCEEDED_SQL", "Ceiling", "LatencyEnqueuer", "enqueue_noop", "install",
+    "preload", "process_env", "run_worker",
 ]
+
+MODE_ENV = "BENCH_CEILING_MODE"
+MODES = ("like-worker", "durable")
+AHEAD_BELOW_MS = 50.0  # the daemon's default WORKER_CLAIM_AHEAD_BELOW_MS
 
 FLUSH_S = 0.002
 POLL_S = 10.0
@@ -129,7 +146,7 @@ class LatencyEnqueuer:
 
 
 def process_env(dsn: str, concurrency: int, batch_size: int | None) -> dict[str, str]:
-    return {"BENCH_DSN": dsn}
+    return {"BENCH_DSN": dsn, MODE_ENV: "like-worker"}
 
 
 def preload() -> None:
@@ -137,16 +154,22 @@ def preload() -> None:
 
 
 def run_worker(concurrency: int, batch_size: int | None, latency: bool) -> int:
-    asyncio.run(Ceiling(os.environ["BENCH_DSN"], concurrency).run())
+    mode = os.environ.get(MODE_ENV, "like-worker")
+    if mode not in MODES:
+        raise SystemExit(f"{MODE_ENV}={mode!r}: not one of {', '.join(MODES)}")
+    asyncio.run(Ceiling(os.environ["BENCH_DSN"], concurrency, durable=mode == "durable").run())
     return 0
 
 
 # --- the worker process ------------------------------------------------------------------------------
 class Ceiling:
-    def __init__(self, dsn: str, concurrency: int) -> None:
+    def __init__(self, dsn: str, concurrency: int, *, durable: bool = False) -> None:
         self.dsn = dsn
         self.concurrency = concurrency
+        self.durable = durable
         self.running = 0
+        self.ready: collections.deque[Any] = collections.deque()
+        self.avg_job_ms = math.inf  # no claiming ahead until a job's duration is known (as the daemon)
         self.stopping = False
         self.wake = asyncio.Event()
         self.slot_freed = asyncio.Event()
@@ -163,13 +186,15 @@ class Ceiling:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        claim_conn = await asyncpg.connect(self.dsn)
+        claim_settings = {} if self.durable else {"synchronous_commit": "off"}
+        claim_conn = await asyncpg.connect(self.dsn, server_settings=claim_settings)
         ack_conn = await asyncpg.connect(self.dsn)
         listen_conn = await asyncpg.connect(self.dsn)
         await listen_conn.add_listener(CHANNEL, lambda *_: self.wake.set())
         flusher = asyncio.create_task(self._flush_loop(ack_conn))
         try:
             await self._fetch_loop(claim_conn)
+            self.ready.clear()  # held, never started: their leases run out (no hand-back in a floor)
             while self.running:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
@@ -179,25 +204,52 @@ class Ceiling:
             for c in (claim_conn, ack_conn, listen_conn):
                 await c.close()
 
+    def _ahead(self) -> int:
+        return 0 if self.durable else ahead_batches(self.avg_job_ms, AHEAD_BELOW_MS)
+
+    def _room(self) -> int:
+        return self.concurrency * (1 + self._ahead()) - self.running - len(self.ready)
+
+    async def _gather_slots(self) -> None:
+        """Wait (at most FLUSH_S) until a batch fits: `concurrency` jobs while claiming ahead, else half the
+        slots, so that one claim takes many rows rather than many claims a few."""
+        target = self.concurrency if self._ahead() else max(1, self.concurrency // 2)
+        deadline = time.monotonic() + FLUSH_S
+        while self._room() < target and not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.slot_freed.wait(), remaining)
+
     async def _fetch_loop(self, conn: asyncpg.Connection) -> None:
         while not self.stopping:
-            free = self.concurrency - self.running
-            if free <= 0:
+            room = self._room()
+            if room <= 0:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
                 continue
+            if self.running or self.ready:
+                await self._gather_slots()
+                room = self._room()
             self.wake.clear()
-            rows = await conn.fetch(CLAIM, free)
-            for row in rows:
-                self.running += 1
-                task = asyncio.create_task(self._run_job(row))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            if len(rows) < free:
+            rows = await conn.fetch(CLAIM, room)
+            self.ready.extend(rows)
+            self._fill_slots()
+            if len(rows) < room:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_S)
 
+    def _fill_slots(self) -> None:
+        while self.ready and self.running < self.concurrency and not self.stopping:
+            self.running += 1
+            task = asyncio.create_task(self._run_job(self.ready.popleft()))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
     async def _run_job(self, row: Any) -> None:
+        t0 = time.monotonic()
         started = datetime.now(UTC)
         try:
             payload = json.loads(row["payload"])
@@ -207,6 +259,9 @@ class Ceiling:
             self.flush_needed.set()
         finally:
             self.running -= 1
+            ms = (time.monotonic() - t0) * 1000
+            self.avg_job_ms = ms if math.isinf(self.avg_job_ms) else 0.8 * self.avg_job_ms + 0.2 * ms
+            self._fill_slots()
             self.slot_freed.set()
 
     async def _flush_loop(self, conn: asyncpg.Connection) -> None:

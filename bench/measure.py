@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from bench.procs import WorkerProcess
 from bench.systems import System, adapter
+from worker.pgcluster import throwaway_cluster
 
-__all__ = ["Options", "drain_once", "fresh_database", "idle_and_latency"]
+__all__ = ["Options", "drain_once", "fresh_database", "idle_and_latency", "password_server"]
+
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-Pa55/word"  # '/' percent-encoded in the URL, as real ones often are
 
 XACTS_SQL = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1"
 WARMUP_JOBS = 5
@@ -28,6 +32,7 @@ STATS_SETTLE_S = 11.0
 class Options:
     server_url: str
     jobs: int
+    jobs_c100: int
     runs: int
     latency_jobs: int
     latency_interval_s: float
@@ -36,6 +41,33 @@ class Options:
     enqueue_batch: int
     poll_s: float
     workdir: Path
+
+
+    def jobs_for(self, system: System) -> int:
+        """Drains at concurrency 100 take more jobs: 20,000 drain there in under a second."""
+        return self.jobs_c100 if system.concurrency >= 100 else self.jobs
+
+
+@contextlib.contextmanager
+def password_server() -> Iterator[str]:
+    """A throwaway cluster with stock settings (fsync on, as a real server; the throwaway default is off) whose
+    bench role logs in with a password over SCRAM, as production does: every system's URL carries it, so
+    `worker` runs with a secret to redact. Yields the maintenance database's URL."""
+    with throwaway_cluster({"fsync": "on"}) as cluster:
+        hba = cluster.datadir / "pg_hba.conf"
+        hba.write_text(f"host all {BENCH_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        asyncio.run(_create_role(cluster.url()))
+        yield f"postgresql://{BENCH_USER}:{quote(BENCH_PASSWORD, safe='')}@127.0.0.1:{cluster.port}/postgres"
+
+
+async def _create_role(url: str) -> None:
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f"SET password_encryption = 'scram-sha-256'; CREATE ROLE {BENCH_USER} LOGIN SUPERUSER "
+                            f"PASSWORD '{BENCH_PASSWORD}'")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
 
 
 def _db_url(server_url: str, name: str) -> str:
@@ -62,12 +94,13 @@ async def fresh_database(server_url: str, label: str) -> AsyncIterator[tuple[str
 
 
 async def drain_once(system: System, opts: Options) -> dict[str, Any]:
-    """Enqueue opts.jobs no-op jobs with the batch API, then time one worker process draining them."""
+    """Enqueue opts.jobs_for(system) no-op jobs with the batch API, then time one worker process draining them."""
     mod = adapter(system.kind)
+    jobs = opts.jobs_for(system)
     async with fresh_database(opts.server_url, system.name) as (_, dsn):
         await mod.install(dsn)
         t = time.perf_counter()
-        await mod.enqueue_noop(dsn, opts.jobs, opts.enqueue_batch)
+        await mod.enqueue_noop(dsn, jobs, opts.enqueue_batch)
         enqueue_s = time.perf_counter() - t
         proc = WorkerProcess(system, dsn, opts.workdir, latency_mode=False)
         poll = await asyncpg.connect(dsn)
@@ -77,7 +110,7 @@ async def drain_once(system: System, opts: Options) -> dict[str, Any]:
             cpu0 = proc.cpu_s()
             t0 = time.perf_counter()
             proc.go()
-            deadline = t0 + 60 + opts.jobs / 50
+            deadline = t0 + 60 + jobs / 50
             while await poll.fetchval(mod.REMAINING_SQL):
                 proc.check_alive()
                 proc.rss()
@@ -92,13 +125,13 @@ async def drain_once(system: System, opts: Options) -> dict[str, Any]:
             await poll.close()
             exit_code = await proc.stop()
     return {
-        "jobs": opts.jobs,
+        "jobs": jobs,
         "enqueue_s": enqueue_s,
-        "enqueue_per_s": opts.jobs / enqueue_s,
+        "enqueue_per_s": jobs / enqueue_s,
         "drain_s": drain_s,
-        "drain_per_s": opts.jobs / drain_s,
+        "drain_per_s": jobs / drain_s,
         "cpu_s": cpu_s,
-        "cpu_ms_per_1k": cpu_s * 1000 / (opts.jobs / 1000),
+        "cpu_ms_per_1k": cpu_s * 1000 / (jobs / 1000),
         "rss_ready": rss_ready,
         "rss_peak": peak,
         "succeeded": int(succeeded),

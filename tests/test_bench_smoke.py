@@ -23,14 +23,17 @@ def test_bench_compare_runs_worker_and_ceiling_and_prints_one_table(tmp_path: Pa
         [
             sys.executable, "-m", "bench.compare", "--jobs", "200", "--runs", "2", "--latency-jobs", "10",
             "--idle-s", "1", "--systems", "worker,ceiling", "--server-url", SERVER_URL,
-            "--results-dir", str(tmp_path),
+            "--results-dir", str(tmp_path), "--enqueue-jobs", "300",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=110,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    systems_part, enqueue_part = proc.stdout.split("batch enqueue, 300 jobs")
+    table = [line for line in systems_part.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table] == ["system", "worker", "ceiling"]
     assert "error" not in "\n".join(table)
+    enqueuers = [line.split("|")[1].strip() for line in enqueue_part.splitlines() if line.startswith("| ")]
+    assert {"enqueuer", "enqueue_many", "plain_insert", "ceiling_insert"} <= set(enqueuers)
 
     [result_file] = tmp_path.glob("*.json")
     result = json.loads(result_file.read_text())
@@ -41,6 +44,7 @@ def test_bench_compare_runs_worker_and_ceiling_and_prints_one_table(tmp_path: Pa
         assert summary["drain_median"] > 0
         assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
         assert summary["rss_peak_mib"] > 0
+    assert [len(result["enqueue"][name]) for name in ("enqueue_many", "plain_insert")] == [2, 2]
     for raw in result["raw"]:
         assert [run["succeeded"] for run in raw["drain"]] == [200, 200]  # two drain rounds
         assert len(raw["idle"]["latencies_s"]) == 10  # 5 + 5 over the two latency rounds
@@ -83,3 +87,29 @@ def test_bench_soak_rejects_a_bad_share_with_exit_code_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", "--shares", "half"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--shares" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_password_server_admits_its_role_only_with_the_password() -> None:
+    import asyncio
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    from bench.measure import password_server
+
+    async def check(url: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT current_user") == "bench"
+        finally:
+            await conn.close()
+        parts = urlsplit(url)
+        without = urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(without, password="wrong")
+
+    with password_server() as url:
+        assert urlsplit(url).password
+        asyncio.run(check(url))

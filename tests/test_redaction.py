@@ -18,7 +18,7 @@ import structlog
 
 from tests.helpers import make_settings, wait_for
 from tests.sentry_receiver import SentryReceiver
-from worker.observability import configure_logging, install_redaction
+from worker.observability import configure_logging, install_redaction, job_lines
 from worker.redaction import REDACTED, Redactor
 
 
@@ -64,6 +64,69 @@ def test_configured_logging_prints_no_secret(capsys: pytest.CaptureFixture[str])
     assert lines[0]["url"] == f"http://x:{REDACTED}@h/"
     assert lines[1]["a"] == REDACTED
     assert lines[1]["b"] == "hunter2-key"  # no longer a configured secret
+
+
+def test_a_job_success_line_is_not_scanned_while_an_error_field_with_a_secret_is_redacted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-job lines cost no secret scan: their identity fields (job id, task type, attempt, worker id,
+    duration) are checked once per distinct value, or not at all where no secret could be spelled in them;
+    free-text fields (an error, an exception) and the bound context are still redacted."""
+    secret = "Tok-9fQz-hunter2"
+    old = structlog.get_config()
+    scanned: list[object] = []
+
+    def spy(method: str) -> None:
+        real = getattr(Redactor, method)
+
+        def wrapper(self: Redactor, value: object, *args: object) -> object:
+            scanned.append(value)
+            return real(self, value, *args)
+
+        monkeypatch.setattr(Redactor, method, wrapper)
+
+    try:
+        configure_logging("info", "json", secrets=[secret])
+        for method in ("__call__", "redact", "redact_text"):
+            spy(method)
+        log = structlog.get_logger("t")
+        fields = {"task_type": "noop", "attempt": 1, "worker_id": "host-1-abc"}
+        with job_lines(log) as blog:  # a first batch: the repeated values are seen once
+            blog.info("job.succeeded", job_id=str(uuid.uuid4()), duration_ms=0.2, **fields)
+        scanned.clear()
+        with job_lines(log) as blog:
+            for _ in range(3):
+                blog.info("job.succeeded", job_id=str(uuid.uuid4()), duration_ms=0.3, **fields)
+        assert scanned == []
+        with structlog.contextvars.bound_contextvars(request=f"token {secret}"), job_lines(log) as blog:
+            blog.warning("job.failed", job_id=str(uuid.uuid4()), duration_ms=1.0,
+                         error=f"connect to postgresql://u:{secret}@db/app failed", **fields)
+    finally:
+        structlog.configure(**old)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["event"] for line in lines] == ["job.succeeded"] * 4 + ["job.failed"]
+    assert lines[-1]["error"] == f"connect to postgresql://u:{REDACTED}@db/app failed"
+    assert lines[-1]["request"] == f"token {REDACTED}"
+    assert all(secret not in json.dumps(line) for line in lines)
+    assert lines[1]["worker_id"] == "host-1-abc" and lines[1]["task_type"] == "noop"
+
+
+def test_job_lines_redact_identity_fields_that_hold_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker id or a task type holding a secret, or a secret spelled in a job id's alphabet, is still
+    removed from the per-job lines."""
+    old = structlog.get_config()
+    job_id = "5f0c2a4e-0b1d-4c3e-9a7f-123456789abc"
+    try:
+        configure_logging("info", "json", secrets=["hunter2-key", "9a7f-1234"])
+        with job_lines(structlog.get_logger("t")) as blog:
+            for _ in range(2):  # the second line comes from the remembered values
+                blog.info("job.succeeded", job_id=job_id, task_type="noop", attempt=1, duration_ms=0.1,
+                          worker_id="host-hunter2-key")
+    finally:
+        structlog.configure(**old)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["worker_id"] for line in lines] == [f"host-{REDACTED}"] * 2
+    assert [line["job_id"] for line in lines] == [f"5f0c2a4e-0b1d-4c3e-{REDACTED}56789abc"] * 2
 
 
 async def _read_lines(stream: asyncio.StreamReader, sink: list[str]) -> None:

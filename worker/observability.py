@@ -123,6 +123,16 @@ class _JSONLines(structlog.processors.JSONRenderer):
 
 _LEVEL_OF_WRAPPER = {structlog.make_filtering_bound_logger(n): n for n in _LEVELS.values()}
 
+# Per-job lines carry identity fields: values that recur (event, task_type, worker_id: checked once per distinct
+# value) and values that the daemon's call sites write as a UUID, an ISO-8601 timestamp or a number (job_id,
+# retry_at, attempt, duration_ms: checked only when some secret could be spelled in that alphabet). Every other
+# field (error, exception, a handler's own, the bound context) is free text and scanned. Guarded by
+# tests/test_redaction.py: test_a_job_success_line_is_not_scanned_while_an_error_field_with_a_secret_is_redacted
+# and test_job_lines_redact_identity_fields_that_hold_a_secret.
+_REPEATED = ("event", "task_type", "worker_id")
+_ID_SHAPED = ("job_id", "retry_at", "attempt", "duration_ms")
+_IDENTITY_FIELDS = frozenset(_REPEATED + _ID_SHAPED)
+
 
 class _JobLines:
     """Renders a batch of per-job lines exactly as the standard configuration's processors would
@@ -137,6 +147,8 @@ class _JobLines:
         self.min_level = min_level
         self.redactor = redactor
         self.context = structlog.contextvars.get_contextvars()
+        if redactor is not None and self.context:  # redacted once for the batch, merged into every line after
+            self.context = {k: redactor.redact(v) for k, v in self.context.items()}
         self.timestamp = _Clock.now()
         self.lines: list[str] = []
 
@@ -158,17 +170,36 @@ class _JobLines:
 
     def _emit(self, method: str, event: str, fields: dict[str, Any]) -> None:
         fields["event"] = event
-        if self.context:
-            for key, value in self.context.items():  # merge_contextvars: the call's own fields win
-                fields.setdefault(key, value)
-        fields["level"] = method
-        fields["timestamp"] = self.timestamp
         event_dict: EventDict = fields
         if "exc_info" in event_dict:
             event_dict = structlog.processors.format_exc_info(None, method, event_dict)
         if self.redactor is not None:
-            event_dict = self.redactor(None, method, event_dict)
+            _redact_job_line(self.redactor, event_dict)
+        if self.context:
+            for key, value in self.context.items():  # merge_contextvars: the call's own fields win
+                event_dict.setdefault(key, value)
+        event_dict["level"] = method
+        event_dict["timestamp"] = self.timestamp
         self.lines.append(orjson.dumps(event_dict, option=orjson.OPT_NON_STR_KEYS).decode())  # as _dumps
+
+
+def _redact_job_line(redactor: Redactor, fields: EventDict) -> None:
+    """The redactor's processor for one per-job line: a subset test and a memo look-up when the line holds
+    nothing but identity fields (see _IDENTITY_FIELDS)."""
+    if not _IDENTITY_FIELDS.issuperset(fields):
+        for key in fields.keys() - _IDENTITY_FIELDS:
+            fields[key] = redactor.redact(fields[key])
+    get = fields.get
+    repeated = (get("event"), get("task_type"), get("worker_id"))
+    cleaned = redactor.redact_repeated(repeated)
+    if cleaned != repeated:
+        for key, value in zip(_REPEATED, cleaned, strict=True):
+            if value is not None:
+                fields[key] = value
+    if redactor.fits_ids:
+        for key in _ID_SHAPED:
+            if key in fields:
+                fields[key] = redactor.redact(fields[key])
 
 
 @contextlib.contextmanager

@@ -100,7 +100,12 @@ class NewJob:
 
     def checked(self) -> NewJob:
         validate_task_type(self.task_type)
-        _check_payload(self.payload)
+        self.checked_payload_text()
+        return self
+
+    def checked_payload_text(self) -> str:
+        """Everything but the task type checked; the payload's JSON text (what the database stores)."""
+        text = _payload_text(self.payload)
         if not -1000 <= self.priority <= 1000:
             raise InvalidInput("priority must be between -1000 and 1000")
         if not 1 <= self.max_attempts <= 1000:
@@ -109,7 +114,7 @@ class NewJob:
             raise InvalidInput(f"dedupe_key must be 1 to {MAX_DEDUPE_KEY} characters")
         if self.run_at is not None and self.run_at.tzinfo is None:
             raise InvalidInput("run_at must carry a time zone")
-        return self
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +154,16 @@ def validate_task_type(task_type: str) -> None:
         )
 
 
-def _check_payload(payload: Any) -> None:
+def _payload_text(payload: Any) -> str:
     if not isinstance(payload, dict):
         raise InvalidInput("payload must be a JSON object")
-    size = len(dumps_bounded(payload, what="payload").encode())
+    if not payload:
+        return "{}"
+    text = dumps_bounded(payload, what="payload")
+    size = len(text.encode())
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    return text
 
 
 @contextlib.contextmanager
@@ -195,19 +204,29 @@ async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
 
 
 async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-    """Insert a batch in one statement; returns the ids created (jobs with a taken dedupe key are skipped)."""
-    checked = [j.checked() for j in jobs]
-    if not checked:
+    """Insert a batch in one statement; returns the ids created (jobs with a taken dedupe key are skipped).
+    Each payload is encoded once (its checked JSON text goes to the database as is), each distinct task type
+    validated once."""
+    if not jobs:
         return []
+    task_types: set[str] = set()
+    payloads = []
+    for j in jobs:
+        if j.task_type not in task_types:
+            validate_task_type(j.task_type)
+            task_types.add(j.task_type)
+        payloads.append(j.checked_payload_text())
+    run_at = [j.run_at for j in jobs]
+    dedupe = [j.dedupe_key for j in jobs]
     with translate(), _refused_by_database():
         rows = await conn.fetch(
             _Q["enqueue_many"],
-            [j.task_type for j in checked],
-            [j.payload for j in checked],
-            [j.run_at for j in checked],
-            [j.priority for j in checked],
-            [j.max_attempts for j in checked],
-            [j.dedupe_key for j in checked],
+            [j.task_type for j in jobs],
+            payloads,
+            run_at if any(run_at) else None,  # a column of nulls goes as no array (unnest pads it with nulls)
+            [j.priority for j in jobs],
+            [j.max_attempts for j in jobs],
+            dedupe if any(dedupe) else None,
         )
     return [r["id"] for r in rows]
 

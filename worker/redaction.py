@@ -22,6 +22,9 @@ __all__ = ["REDACTED", "Redactor", "install_stored", "stored"]
 REDACTED = "[REDACTED]"
 
 _PLAIN = (str, int, float, bool, type(None))
+# What a UUID, an ISO-8601 timestamp or a number is written with: a secret not spelled in it cannot hide there.
+_ID_ALPHABET = frozenset("0123456789abcdefABCDEF-:.+TZ")
+_MEMO_MAX = 4096
 
 
 def _forms(secret: str) -> set[str]:
@@ -41,6 +44,26 @@ class Redactor:
         self.longest = len(self.secrets[0]) if self.secrets else 0
         # each form as it reads inside a JSON string (json.dumps(..., ensure_ascii=False)): `"` and `\` escaped
         self.json_forms: tuple[str, ...] = tuple({json.dumps(f, ensure_ascii=False)[1:-1] for f in self.secrets})
+        # True when some secret could appear inside a UUID or a timestamp's text (then those are scanned too).
+        self.fits_ids = any(set(f) <= _ID_ALPHABET for f in self.secrets)
+        self._memo: dict[Any, Any] = {}
+
+    def redact_repeated(self, value: Any) -> Any:
+        """`redact(value)` for a value that recurs (a task type, a worker id, a tuple of them): computed once,
+        then remembered (a bounded memo, dropped whole when full)."""
+        try:
+            return self._memo[value]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable
+            return self.redact(value)
+        out = self.redact(value)
+        if isinstance(out, list) and isinstance(value, tuple):
+            out = tuple(out)
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[value] = out
+        return out
 
     def __bool__(self) -> bool:
         return bool(self.secrets)

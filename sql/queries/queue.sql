@@ -15,10 +15,11 @@ WHERE $6::text IS NOT NULL AND dedupe_key = $6 AND status IN ('pending', 'runnin
 LIMIT 1;
 
 -- name: enqueue_many
--- Parallel arrays, one element per job. Jobs whose dedupe key is taken are skipped.
+-- Parallel arrays, one element per job; payloads as JSON text (the client's checked encoding, cast here, not
+-- encoded a second time by the driver). Jobs whose dedupe key is taken are skipped.
 INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
-SELECT t.task_type, t.payload, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.dedupe_key
-FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
+SELECT t.task_type, t.payload::jsonb, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.dedupe_key
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
     AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key)
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
 RETURNING id;

@@ -122,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, settings, handler)
     except DatabaseUnavailable as exc:  # the driver's text may carry a URL: no secret leaves in an error
         return _fail(redactor.redact_text(str(exc)), 1)
+    except ConfigError as exc:  # a bad setting found at start-up (a task's limit override): nothing ran
+        return _fail(redactor.redact_text(str(exc)), 2)
     except (JobNotFound, JobStateConflict) as exc:
         return _fail(redactor.redact_text(str(exc)), 1)
     except InvalidInput as exc:  # malformed argument: bad id, JSON, duration, unknown task type

@@ -6,7 +6,7 @@ import anyio
 import asyncpg
 import structlog
 
-from worker import db, queue
+from worker import db, limits, queue
 from worker.alerts import Alerts
 from worker.builtin import default_registry
 from worker.daemon import Daemon
@@ -25,8 +25,9 @@ log = structlog.get_logger("worker.service")
 POOL_CLOSE_S = 2.0
 
 
-async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
-    """Wait for the database (an outage at start is not fatal), then check or apply migrations."""
+async def _ensure_schema(settings: Settings, *, apply: bool, registry: Registry) -> None:
+    """Wait for the database (an outage at start is not fatal), then check or apply migrations, and publish the
+    tasks' concurrency limits (worker/limits.py)."""
     delay = 0.5
     while True:
         try:
@@ -41,6 +42,10 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
                 status = await schema_status(conn)
                 if status.up_to_date and await queue.ensure_statistics(conn):
                     log.info("daemon.analyzed_job_queue", reason="no planner statistics yet")
+                if status.up_to_date:
+                    await limits.publish(conn, registry, settings.worker_id)
+                    log.info("daemon.limits", limits={t.name: (t.concurrency_limit, t.concurrency_key)
+                                                      for t in registry if t.concurrency_limit is not None})
             break
         except DatabaseUnavailable as exc:
             log.warning("daemon.database_unavailable_at_start", error=str(exc), retry_in_s=delay)
@@ -107,8 +112,8 @@ async def serve(
     handle_signals: bool = True,
 ) -> int:
     install_redaction(settings.secret_values())
-    await _ensure_schema(settings, apply=migrate_first)
-    registry = registry or default_registry(settings)
+    registry = limits.with_limit_overrides(registry or default_registry(settings))  # ConfigError: nothing ran
+    await _ensure_schema(settings, apply=migrate_first, registry=registry)
     pool = await create_work_pool(settings)
     try:
         daemon = build_daemon(settings, registry, pool)

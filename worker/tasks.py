@@ -6,6 +6,7 @@ result (JSON-serialisable, or None) is stored on the job row. Raise `PermanentJo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -49,6 +50,14 @@ class Task(Generic[P]):
     max_attempts: int | None = None
     """Default for jobs enqueued through this worker; None = the settings' default."""
     description: str = ""
+    concurrency_limit: int | None = None
+    """At most this many jobs of this type running at once across every daemon on the database (None = no
+    limit); enforced inside the claim (worker/limits.py, migration 010)."""
+    concurrency_key: str | None = None
+    """A payload field: with it, the limit holds per value of that field (jobs without it share one value)."""
+
+    def __post_init__(self) -> None:
+        check_limit(self.name, self.concurrency_limit, self.concurrency_key)
 
     def parse(self, payload: Any) -> P:
         if isinstance(payload, Undecodable):  # a poison row fails its own job (tests/test_poison_rows.py)
@@ -60,6 +69,21 @@ class Task(Generic[P]):
             return parsed
         except ValidationError as exc:
             raise InvalidPayload(f"invalid payload for {self.name}: {format_validation_error(exc)}") from None
+
+
+MAX_CONCURRENCY_LIMIT = 100_000
+_KEY_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def check_limit(name: str, limit: int | None, key: str | None) -> None:
+    """A task's concurrency limit as job_queue_limits accepts it (migration 010); ValueError naming the task."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or not 1 <= limit <= MAX_CONCURRENCY_LIMIT):
+        raise ValueError(f"task {name}: concurrency_limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}")
+    if key is not None and (not isinstance(key, str) or not _KEY_FIELD.match(key)):
+        raise ValueError(f"task {name}: concurrency_key must be a payload field name (letters, digits, _)")
+    if key is not None and limit is None:
+        raise ValueError(f"task {name}: concurrency_key needs a concurrency_limit")
 
 
 def format_validation_error(exc: ValidationError) -> str:

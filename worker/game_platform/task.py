@@ -78,4 +78,7 @@ def game_platform_sync_task() -> Task[GamePlatformSyncPayload]:
         game_platform_sync,
         GamePlatformSyncPayload,
         description="Sync every competitor's game stats from the game platform.",
+        # One full sync at a time across every daemon; a coachId sync may run beside it (one per coach).
+        concurrency_limit=1,
+        concurrency_key="coachId",
     )

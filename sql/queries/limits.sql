@@ -39,18 +39,20 @@ INSERT INTO job_queue_rate_buckets (bucket, tokens, refilled_at) VALUES ($1, $2,
 ON CONFLICT (bucket) DO NOTHING;
 
 -- name: draw_tokens
--- Draw up to $4 whole tokens from bucket $1 (refilled at $2 per second for the time since its last draw, holding
+-- Draw $4 tokens (all or none: a statement per batch, not per token) from bucket $1 (refilled at $2 per second for the time since its last draw, holding
 -- at most $3), in one statement: the row is locked only while it runs, so a process that dies holds nothing.
 -- Every expression reads the row as locked (a concurrent draw's result included); the time is the statement's,
 -- and refilled_at never moves back, so no interval is refilled twice. No row: the bucket must be created first.
--- Returns the tokens granted (0 when not even one was there) and those left (for the wait until the next).
+-- Returns the tokens granted ($4 or 0) and those left (for the wait until $4 are there).
 UPDATE job_queue_rate_buckets AS b
-SET granted = least($4::float8, floor(least($3::float8, b.tokens + $2::float8
-                  * greatest(0, extract(epoch FROM statement_timestamp() - b.refilled_at)::float8)))),
+SET granted = CASE WHEN least($3::float8, b.tokens + $2::float8
+                  * greatest(0, extract(epoch FROM statement_timestamp() - b.refilled_at)::float8)) >= $4 THEN $4
+                  ELSE 0 END,
     tokens = least($3::float8, b.tokens + $2::float8
                   * greatest(0, extract(epoch FROM statement_timestamp() - b.refilled_at)::float8))
-             - least($4::float8, floor(least($3::float8, b.tokens + $2::float8
-                  * greatest(0, extract(epoch FROM statement_timestamp() - b.refilled_at)::float8)))),
+             - CASE WHEN least($3::float8, b.tokens + $2::float8
+                  * greatest(0, extract(epoch FROM statement_timestamp() - b.refilled_at)::float8)) >= $4 THEN $4
+                  ELSE 0 END,
     refilled_at = greatest(b.refilled_at, statement_timestamp())
 WHERE b.bucket = $1
 RETURNING b.granted::integer AS granted, b.tokens;

@@ -58,9 +58,12 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
     stale = timedelta(minutes=payload.stale_after_minutes) if payload.stale_after_minutes else None
     # Imported here: httpx and the sync are loaded when a sync runs, not when the worker starts.
     from worker.game_platform.client import GamePlatformClient
+    from worker.game_platform.ratelimit import shared_limiter
     from worker.game_platform.sync import sync_all_competitor_game_stats
 
-    async with GamePlatformClient.from_settings(settings) as client:
+    # Every job of every process draws from one budget per API key (WORKER_GAME_PLATFORM_RPS in total).
+    limiter = shared_limiter(ctx.resources, settings, pool)
+    async with GamePlatformClient.from_settings(settings, limiter=limiter) as client:
         return await sync_all_competitor_game_stats(
             pool,
             client,

@@ -118,7 +118,7 @@ class SharedRateLimiter:
         self.bucket = bucket
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate / 2)
-        self.batch = batch if batch is not None else max(1, min(int(self.burst), math.ceil(rate / 10)))
+        self.batch = batch if batch is not None else max(1, min(int(self.burst), math.ceil(rate / 5)))
         self.hold_s = hold_s
         self.call_timeout_s = call_timeout_s
         self.retry_shared_s = retry_shared_s
@@ -167,7 +167,9 @@ class SharedRateLimiter:
                 await self._fallback.acquire()
                 return
             async with self._draw_lock:
-                if self._take_local() or self._clock() < self._fallback_until:
+                if self._take_local():  # another waiter drew while this one queued for the lock
+                    return
+                if self._clock() < self._fallback_until:
                     continue
                 want = min(self.batch, max(1, self._waiters))
                 try:
@@ -183,7 +185,7 @@ class SharedRateLimiter:
                     continue
                 # None there: wait until the batch wanted is (not one token: a statement per batch, not per request)
                 # (jittered: processes that found it empty together do not all come back at the same moment)
-                await anyio.sleep(max(0.001, (want - left) / self.rate) * (1.0 + random.random()))
+                await anyio.sleep(max(0.001, (want - left) / self.rate) * (1.0 + 0.1 * random.random()))
 
     async def _draw(self, want: int) -> tuple[int, float]:
         async with db.bounded(self.pool, self.call_timeout_s) as conn:

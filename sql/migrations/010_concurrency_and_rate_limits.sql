@@ -50,6 +50,7 @@ DECLARE
     caps jsonb;
     fields jsonb;
     used jsonb;
+    full_slots jsonb;
     excluded text[] := '{}';
     seen uuid[] := '{}';
     taken integer := 0;
@@ -67,6 +68,16 @@ BEGIN
            coalesce(jsonb_object_agg(l.task_type, l.key_field) FILTER (WHERE l.key_field IS NOT NULL), '{}')
     INTO caps, fields
     FROM job_queue_limits AS l WHERE l.task_type = ANY (limited);
+    -- The slots full as of now, read without the lock: their waiting rows are passed over unlocked by the walk.
+    -- Only a hint (a slot may free before the lock is taken: its job is claimed at the next wake-up, which the
+    -- finish's NOTIFY brings); the count under the lock below is what enforces the limit.
+    SELECT coalesce(jsonb_object_agg(s.slot, true) FILTER (WHERE s.n >= (caps ->> s.task_type)::integer), '{}')
+    INTO full_slots
+    FROM (SELECT q.task_type, q.task_type || E'\n'
+                 || coalesce('v:' || (q.payload ->> (fields ->> q.task_type)), 'none') AS slot, count(*) AS n
+          FROM job_queue AS q
+          WHERE q.status = 'running' AND q.task_type = ANY (limited)
+          GROUP BY 1, 2) AS s;
     FOR walk IN 1..8 LOOP
         got := 0;
         dropped := 0;
@@ -79,6 +90,8 @@ BEGIN
             FROM job_queue AS q
             WHERE q.status = 'pending' AND q.run_at <= now()
               AND q.task_type = ANY (claimable) AND q.task_type <> ALL (excluded) AND q.id <> ALL (seen)
+              AND NOT (q.task_type = ANY (limited) AND full_slots ? (q.task_type || E'\n'
+                       || coalesce('v:' || (q.payload ->> (fields ->> q.task_type)), 'none')))
             ORDER BY q.priority DESC, q.run_at, q.id
             LIMIT want
             FOR UPDATE OF q SKIP LOCKED

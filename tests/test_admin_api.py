@@ -29,6 +29,7 @@ async def _post(client: httpx.AsyncClient, path: str, body: Any = None, status: 
 async def test_overview_counts_throughput_failure_rate_paused_schedules_listener(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
+    await conn.execute("INSERT INTO job_queue_limits (task_type, max_running, key_field) VALUES ('flaky', 3, 'k')")
     async with admin_daemon(database_url, schedules_enabled=True) as (daemon, client):
         ok = [await enqueue(conn, "noop") for _ in range(2)]
         bad = await enqueue(conn, "boom", {"error": "exploded"}, max_attempts=1)
@@ -41,6 +42,8 @@ async def test_overview_counts_throughput_failure_rate_paused_schedules_listener
     assert o["totals"] == {"pending": 1, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
     by_type = {t["task_type"]: t for t in o["by_task_type"]}
     assert by_type["noop"]["succeeded"] == 2 and by_type["boom"]["failed"] == 1 and by_type["flaky"]["pending"] == 1
+    assert (by_type["flaky"]["concurrency_limit"], by_type["flaky"]["concurrency_key"]) == (3, "k")
+    assert by_type["flaky"]["slots_in_use"] == 0 and by_type["noop"]["concurrency_limit"] is None
     assert o["last_hour"]["succeeded"] == 2 and o["last_hour"]["attempts"] == 3
     assert o["last_hour"]["failure_rate"] == round(1 / 3, 4)
     assert o["oldest_due_pending"]["count"] == 1 and o["oldest_due_pending"]["age_s"] >= 0

@@ -51,6 +51,8 @@ WITH j AS (INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id)
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
 SELECT id, 1, 'w', now(), now(), 'succeeded', 1 FROM j;
 INSERT INTO job_queue_pause (task_type) VALUES ('cleanup');
+INSERT INTO job_queue_limits (task_type, max_running) VALUES ('limited', 2);
+INSERT INTO job_queue_rate_buckets (bucket, tokens, refilled_at) VALUES ('seeded', 1, now());
 INSERT INTO job_queue_schedule (name, cron, task_type, last_slot) VALUES ('grants', '0 * * * *', 'noop', now());
 INSERT INTO job_queue_archive (id, task_type, payload, status, priority, run_at, attempts, max_attempts,
                                created_at, updated_at, finished_at)

@@ -18,7 +18,7 @@ from worker.runner import success
 
 TABLES = [
     "job_queue", "job_runs", "job_queue_pause", "job_queue_schedule", "job_queue_archive", "job_runs_archive",
-    "competitors", "competitor_game_stats",
+    "competitors", "competitor_game_stats", "job_queue_limits", "job_queue_rate_buckets",
 ]
 
 SEED = """
@@ -26,6 +26,8 @@ WITH j AS (INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id)
 INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
 SELECT id, 1, 'w', now(), now(), 'succeeded', 1 FROM j;
 INSERT INTO job_queue_pause (task_type) VALUES ('cleanup');
+INSERT INTO job_queue_limits (task_type, max_running) VALUES ('limited', 2);
+INSERT INTO job_queue_rate_buckets (bucket, tokens, refilled_at) VALUES ('seeded', 1, now());
 INSERT INTO job_queue_schedule (name, cron, task_type, last_slot) VALUES ('rls_test', '0 * * * *', 'noop', now());
 INSERT INTO job_queue_archive (id, task_type, payload, status, priority, run_at, attempts, max_attempts,
                                created_at, updated_at, finished_at)
@@ -82,7 +84,8 @@ async def test_a_role_that_is_neither_service_role_nor_admin_can_touch_no_row_of
 
 def _column(table: str) -> str:
     return {"job_queue_pause": "task_type", "job_queue_schedule": "name", "competitors": "name",
-            "competitor_game_stats": "wins", "job_runs": "attempt", "job_runs_archive": "attempt"}.get(table, "id")
+            "competitor_game_stats": "wins", "job_runs": "attempt", "job_runs_archive": "attempt",
+            "job_queue_limits": "task_type", "job_queue_rate_buckets": "bucket"}.get(table, "id")
 
 
 async def test_service_role_runs_every_queue_operation_of_the_daemon(seeded: asyncpg.Connection) -> None:

@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     redactor = Redactor(secrets)
     try:
         return _dispatch(args, settings, handler)
-    except ConfigError as exc:
+    except ConfigError as exc:  # a bad setting found at start-up (a task's policy or limit): nothing ran
         return _fail(redactor.redact_text(str(exc)), 2)
     except DatabaseUnavailable as exc:  # the driver's text may carry a URL: no secret leaves in an error
         return _fail(redactor.redact_text(str(exc)), 1)

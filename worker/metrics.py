@@ -18,9 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker import history, nodes
+from worker import history, limits, nodes
 from worker.db import translate
 from worker.hooks import Hooks
+from worker.limits import SlotState
 from worker.queue import Executor, Finished, Job
 from worker.settings import Settings
 from worker.sql import queries
@@ -80,10 +81,31 @@ class _QueueCollector(Collector):
         yield done
         yield total
         yield from m.fleet_metrics()
+        yield from _slot_gauges(m.slots_snapshot)
         yield GaugeMetricFamily(
             "worker_metrics_database_up", "1 when the last scrape could read the queue from the database.",
             value=1.0 if m.database_up else 0.0,
         )
+
+
+def _slot_gauges(slots: Sequence[SlotState]) -> Iterator[Metric]:
+    """The concurrency limits in force (job_queue_limits) and their slots, as read at scrape time."""
+    families = {
+        "limit": GaugeMetricFamily("worker_concurrency_limit", "A task type's global concurrency limit "
+                                   "(per key value when it has a key).", labels=["task_type"]),
+        "running": GaugeMetricFamily("worker_concurrency_slots_in_use", "Jobs of a limited task type running "
+                                     "across every daemon.", labels=["task_type"]),
+        "waiting": GaugeMetricFamily("worker_concurrency_waiting_jobs", "Due pending jobs of a limited task "
+                                     "type (waiting for a slot or a claim).", labels=["task_type"]),
+        "oldest": GaugeMetricFamily("worker_concurrency_slot_wait_seconds", "How long the oldest due pending "
+                                    "job of a limited task type has waited for a slot.", labels=["task_type"]),
+    }
+    for s in slots:
+        families["limit"].add_metric([s.task_type], s.max_running)
+        families["running"].add_metric([s.task_type], s.running)
+        families["waiting"].add_metric([s.task_type], s.waiting)
+        families["oldest"].add_metric([s.task_type], s.oldest_wait_s)
+    yield from families.values()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +148,24 @@ class Metrics(Hooks):
             "worker_job_last_success_timestamp_seconds", "Unix time of the last successful attempt.",
             ["task_type"], registry=r,
         )
+        self.rate_wait = Histogram(
+            "worker_rate_limit_wait_seconds", "Time requests waited for a token of a shared rate limit.",
+            ["bucket"], buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
+        )
+        self.rate_fallback = Gauge(
+            "worker_rate_limit_fallback", "1 while this process uses its local share of a shared rate limit "
+            "(the database unreachable).", ["bucket"], registry=r,
+        )
+        self.throttled = Counter(
+            "worker_game_platform_throttled", "HTTP 429 answers received from the game platform.", registry=r
+        )
         for task_type in self.task_types:
             for counter in (self.claimed, self.succeeded, self.failed, self.retried):
                 counter.labels(task_type)
         self._by_type: dict[str, _TaskMetrics] = {}
         self.jobs_snapshot: dict[tuple[str, str], int] = {}
         self.due_snapshot: dict[str, int] = {}
+        self.slots_snapshot: list[SlotState] = []
         self.oldest_due_age_s = 0.0
         self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
@@ -207,6 +241,16 @@ class Metrics(Hooks):
     def listener_reconnected(self) -> None:
         self.reconnects.inc()
 
+    # --- shared rate limits (worker.game_platform.ratelimit.LimiterMetrics) -----------------------------
+    def rate_limit_waited(self, bucket: str, seconds: float) -> None:
+        self.rate_wait.labels(bucket).observe(seconds)
+
+    def rate_limit_fallback(self, bucket: str, active: bool) -> None:
+        self.rate_fallback.labels(bucket).set(1.0 if active else 0.0)
+
+    def platform_throttled(self) -> None:
+        self.throttled.inc()
+
     # --- scrape ---------------------------------------------------------------------------------
     async def refresh(self, conn: Executor, *, timeout_s: float = 5.0) -> bool:
         """Read the queue's shape from the database; on failure keep the counters and report database_up 0."""
@@ -222,6 +266,7 @@ class Metrics(Hooks):
                     now = await conn.fetchval(_Q["db_now"])
                     tracks = await history.track_records(conn, self.settings, now, registry=self.schedule_registry)
                 due: Sequence[Any] = await conn.fetch(_Q["due_pending_by_task_type"])
+                slots = await limits.slots(conn)
         except Exception as exc:
             log.warning("metrics.database_unavailable", error=f"{type(exc).__name__}: {exc}")
             self.database_up = False
@@ -231,6 +276,7 @@ class Metrics(Hooks):
             snapshot[(row["task_type"], row["status"])] = int(row["n"])
         self.jobs_snapshot = snapshot
         self.due_snapshot = {t: 0 for t in self.task_types} | {row["task_type"]: int(row["n"]) for row in due}
+        self.slots_snapshot = slots
         self.oldest_due_age_s = max(0.0, float(oldest or 0.0))
         self.progress_snapshot = {r["task_type"]: (float(r["done"] or 0), float(r["total"] or 0)) for r in progress}
         self.workers, self.unserved, self.tracks = workers, unserved, tracks

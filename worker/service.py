@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 from pydantic_settings import BaseSettings
 
-from worker import db, queue
+from worker import db, limits, queue
 from worker.alerts import Alerts
 from worker.daemon import Daemon
 from worker.discovery import config_secrets, discover, load_task_configs
@@ -29,8 +29,9 @@ log = structlog.get_logger("worker.service")
 POOL_CLOSE_S = 2.0
 
 
-async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
-    """Wait for the database (an outage at start is not fatal), then check or apply migrations."""
+async def _ensure_schema(settings: Settings, *, apply: bool, registry: Registry) -> None:
+    """Wait for the database (an outage at start is not fatal), then check or apply migrations, and publish the
+    tasks' concurrency limits (worker/limits.py)."""
     delay = 0.5
     while True:
         try:
@@ -45,6 +46,10 @@ async def _ensure_schema(settings: Settings, *, apply: bool) -> None:
                 status = await schema_status(conn)
                 if status.up_to_date and await queue.ensure_statistics(conn):
                     log.info("daemon.analyzed_job_queue", reason="no planner statistics yet")
+                if status.up_to_date:
+                    await limits.publish(conn, registry, settings.worker_id)
+                    log.info("daemon.limits", limits={t.name: (t.concurrency_limit, t.concurrency_key)
+                                                      for t in registry if t.concurrency_limit is not None})
             break
         except DatabaseUnavailable as exc:
             log.warning("daemon.database_unavailable_at_start", error=str(exc), retry_in_s=delay)
@@ -124,7 +129,7 @@ async def serve(
     registry = registry if registry is not None else discover(settings).enabled
     registry = apply_overrides(registry, settings)
     install_redaction([*settings.secret_values(), *config_secrets(load_task_configs(registry))])
-    await _ensure_schema(settings, apply=migrate_first)
+    await _ensure_schema(settings, apply=migrate_first, registry=registry)
     pool = await create_work_pool(settings)
     try:
         daemon = build_daemon(settings, registry, pool)

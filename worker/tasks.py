@@ -11,6 +11,7 @@ policy field can be overridden per task from the environment as `WORKER_TASK_<NA
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -117,12 +118,19 @@ class Task(Generic[P]):
     settings_model: type[BaseSettings] | None = None
     """The task's own settings (pydantic-settings), loaded and validated at start-up; `ctx.config(model)`."""
 
+    concurrency_limit: int | None = None
+    """At most this many jobs of this type running at once across every daemon on the database (None = no
+    limit); enforced inside the claim (worker/limits.py, migration 010)."""
+    concurrency_key: str | None = None
+    """A payload field: with it, the limit holds per value of that field (jobs without it share one value)."""
+
     def __post_init__(self) -> None:
         """A task that breaks its own policy is refused where it is declared (and where an override applies)."""
         validate_task_type(self.name)
         problem = _policy_problem(self)
         if problem:
             raise ValueError(problem)
+        check_limit(self.name, self.concurrency_limit, self.concurrency_key)
 
     def parse(self, payload: Any) -> P:
         if isinstance(payload, Undecodable):  # a poison row fails its own job (tests/test_poison_rows.py)
@@ -160,6 +168,21 @@ def _policy_problem(task: Task[Any]) -> str | None:
             if not croniter.is_valid(cron):
                 return f"schedules: not a cron expression: {cron!r}"
     return None
+
+
+MAX_CONCURRENCY_LIMIT = 100_000
+_KEY_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def check_limit(name: str, limit: int | None, key: str | None) -> None:
+    """A task's concurrency limit as job_queue_limits accepts it (migration 010); ValueError naming the task."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or not 1 <= limit <= MAX_CONCURRENCY_LIMIT):
+        raise ValueError(f"task {name}: concurrency_limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}")
+    if key is not None and (not isinstance(key, str) or not _KEY_FIELD.match(key)):
+        raise ValueError(f"task {name}: concurrency_key must be a payload field name (letters, digits, _)")
+    if key is not None and limit is None:
+        raise ValueError(f"task {name}: concurrency_key needs a concurrency_limit")
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -169,8 +169,8 @@ upd AS (
         updated_at = now()
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-    RETURNING j.id, d.attempt, j.started_at, to_timestamp(d.finished_epoch) AS finished_at, d.outcome, d.error,
-              d.duration_ms
+    RETURNING j.id, j.task_type, d.attempt, j.started_at, to_timestamp(d.finished_epoch) AS finished_at, d.outcome,
+              d.error, d.duration_ms
 ),
 ledger AS (
     INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)
@@ -178,7 +178,12 @@ ledger AS (
     FROM upd
 )
 -- The refused attempts only (lease no longer held: usually none), not a row per job for the client to decode.
-SELECT d.id FROM done AS d WHERE NOT EXISTS (SELECT FROM upd WHERE upd.id = d.id);
+-- A finished job of a type with a concurrency limit (migration 010) frees a slot: its type is notified once per
+-- statement (evaluated once, an InitPlan), which wakes the replicas whose jobs wait for that slot
+-- (tests/test_limits.py).
+SELECT d.id FROM done AS d WHERE NOT EXISTS (SELECT FROM upd WHERE upd.id = d.id)
+  AND (SELECT count(pg_notify('job_queue', l.task_type)) FROM job_queue_limits AS l
+       WHERE l.task_type IN (SELECT upd.task_type FROM upd)) >= 0;
 
 -- name: heartbeat
 -- Extend the leases this worker still holds; returns the ids it holds. It never waits for a row lock, so it is

@@ -6,7 +6,8 @@
   bodies are retried with capped exponential backoff and jitter, up to `max_retries` times.
 * 401/403 raise PlatformAuthError at once; any other 4xx raises PlatformRequestError (not retried).
 * A body that does not match the contract raises MalformedResponse naming the field.
-* A token bucket keeps the client under `rps` requests per second, so it does not provoke 429s by itself.
+* A token bucket keeps the client under `rps` requests per second, so it does not provoke 429s by itself; the
+  job passes `limiter`, the budget every process shares (ratelimit.SharedRateLimiter), instead.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from worker.game_platform.errors import (
     PlatformRequestError,
     PlatformUnavailable,
 )
-from worker.game_platform.ratelimit import TokenBucket
+from worker.game_platform.ratelimit import RequestLimiter, TokenBucket
 from worker.game_platform.settings import GamePlatformSettings
 
 __all__ = ["GamePlatformClient", "backoff_delay", "parse_retry_after"]
@@ -125,6 +126,7 @@ class GamePlatformClient:
         backoff_cap_s: float = 10.0,
         retry_after_cap_s: float = 120.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "worker-game-platform-sync/1"}
         self._has_key = api_key is not None and bool(api_key.get_secret_value())
@@ -140,7 +142,7 @@ class GamePlatformClient:
             follow_redirects=False,
             verify=_ssl_context(),
         )
-        self._bucket = TokenBucket(rps, burst)
+        self._bucket: RequestLimiter = limiter if limiter is not None else TokenBucket(rps, burst)
         self._total_timeout_s = total_timeout_s
         self._max_retries = max_retries
         self._backoff_base_s = backoff_base_s
@@ -274,6 +276,7 @@ class GamePlatformClient:
                 "(check GAME_PLATFORM_API_KEY; the sync stopped without retrying)"
             )
         if status == 429:
+            self._bucket.record_429()
             raise _Retry(
                 f"HTTP 429{detail}", after_s=parse_retry_after(response.headers.get("Retry-After")), code="rate_limited"
             )

@@ -26,7 +26,17 @@ class GamePlatformSettings(BaseSettings):
         validation_alias=AliasChoices("GAME_PLATFORM_API_KEY", "WORKER_GAME_PLATFORM_API_KEY"),
         description="API key of the game platform (sent as a header, never logged).",
     )
-    game_platform_rps: float = Field(default=20.0, gt=0, le=10000, description="Client-side rate limit.")
+    game_platform_rps: float = Field(
+        default=20.0, gt=0, le=10000,
+        description="Requests per second to the game platform per API key, in total across every process.",
+    )
+    game_platform_fallback_share: float = Field(
+        default=0.25, gt=0, le=1,
+        description=(
+            "Share of WORKER_GAME_PLATFORM_RPS one process uses while the database (the shared budget) is "
+            "unreachable; at most 1 / the number of processes."
+        ),
+    )
     game_platform_concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight.")
     game_platform_batch_size: int = Field(default=100, ge=1, le=1000, description="Player ids per request.")
     game_platform_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, description="Connect timeout.")

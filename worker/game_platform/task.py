@@ -69,6 +69,7 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
     stale = timedelta(minutes=payload.stale_after_minutes) if payload.stale_after_minutes else None
     # Imported here: httpx and the sync are loaded when a sync runs, not when the worker starts.
     from worker.game_platform.client import GamePlatformClient
+    from worker.game_platform.ratelimit import shared_limiter
     from worker.game_platform.sync import sync_all_competitor_game_stats
 
     since = None
@@ -76,7 +77,11 @@ async def game_platform_sync(payload: GamePlatformSyncPayload, ctx: TaskContext)
         with db.translate():
             since = await ctx.pool.fetchval(_Q["resume_since"], ctx.job.id, ctx.job.started_at)
     try:
-        async with GamePlatformClient.from_settings(settings) as client:
+        # Every job of every process draws from one budget per API key (WORKER_GAME_PLATFORM_RPS in total).
+        limiter = shared_limiter(
+            ctx.resources, settings, ctx.pool, call_timeout_s=min(ctx.settings.db_call_timeout_s, 5.0)
+        )
+        async with GamePlatformClient.from_settings(settings, limiter=limiter) as client:
             return await sync_all_competitor_game_stats(
                 ctx.pool,
                 client,
@@ -101,4 +106,7 @@ def game_platform_sync_task() -> Task[GamePlatformSyncPayload]:
         description="Sync every competitor's game stats from the game platform.",
         schedules=("0 * * * *",),
         settings_model=GamePlatformSettings,
+        # One full sync at a time across every daemon; a coachId sync may run beside it (one per coach).
+        concurrency_limit=1,
+        concurrency_key="coachId",
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker import operator, queue
+from worker import limits, operator, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
@@ -184,6 +184,13 @@ def _last_hour(rows: list[Any]) -> dict[str, Any]:
     }
 
 
+def _limit(slot: limits.SlotState | None) -> dict[str, Any]:
+    """A task type's concurrency limit in force and its slots in use (None: unlimited)."""
+    if slot is None:
+        return {"concurrency_limit": None, "concurrency_key": None, "slots_in_use": None}
+    return {"concurrency_limit": slot.max_running, "concurrency_key": slot.key_field, "slots_in_use": slot.running}
+
+
 class Overview:
     """The overview, with the per-status counts (a scan of job_queue) shared for COUNTS_TTL_S seconds."""
 
@@ -240,6 +247,7 @@ class Overview:
             schedule_rows = await conn.fetch(_OP["schedules"])
             now: datetime = await conn.fetchval(_Q["db_now"])
         paused = await operator.paused(conn)
+        in_force = {s.task_type: s for s in await limits.slots(conn)}  # concurrency limits (migration 010)
         totals = dict.fromkeys(operator.STATUSES, 0)
         by_type: dict[str, dict[str, int]] = {t: dict.fromkeys(operator.STATUSES, 0)
                                               for t in self.daemon.registry.names()}
@@ -249,7 +257,7 @@ class Overview:
         return {
             "now": now.astimezone(UTC),
             "totals": totals,
-            "by_task_type": [{"task_type": t, **c} for t, c in sorted(by_type.items())],
+            "by_task_type": [{"task_type": t, **c, **_limit(in_force.get(t))} for t, c in sorted(by_type.items())],
             "oldest_due_pending": {
                 "age_s": None if oldest["age_s"] is None else round(max(float(oldest["age_s"]), 0.0), 3),
                 "count": int(oldest["n"]),

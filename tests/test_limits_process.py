@@ -140,11 +140,11 @@ async def test_a_limit_changed_by_configuration_takes_effect_when_the_daemon_res
 
 
 @pytest.mark.parametrize(("name", "value", "expect"), [
-    ("WORKER_TASK_NOOP__CONCURRENCY_LIMIT", "0", "must be an integer from 1 to 100000 or 'none'"),
-    ("WORKER_TASK_NOOP__CONCURRENCY_LIMIT", "two", "must be an integer from 1 to 100000 or 'none'"),
+    ("WORKER_TASK_NOOP__CONCURRENCY_LIMIT", "0", "concurrency_limit must be an integer from 1 to 100000"),
+    ("WORKER_TASK_NOOP__CONCURRENCY_LIMIT", "two", "Input should be a valid integer"),
     ("WORKER_TASK_NOOP__CONCURRENCY_KEY", "coach-id", "concurrency_key must be a payload field name"),
     ("WORKER_TASK_NOOP__CONCURRENCY_KEY", "coachId", "concurrency_key needs a concurrency_limit"),
-    ("WORKER_TASK_NOPE__CONCURRENCY_LIMIT", "2", "no task type is named so"),
+    ("WORKER_TASK_NOPE__CONCURRENCY_LIMIT", "2", "no discovered task is named 'nope'"),
 ])
 async def test_a_bad_limit_value_is_a_one_line_error_at_start_up_and_changes_nothing(
     database_url: str, conn: asyncpg.Connection, name: str, value: str, expect: str,

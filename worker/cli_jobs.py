@@ -59,7 +59,8 @@ async def cmd_enqueue(settings: Settings, args: Args) -> int:
     registry.validate(args.task_type, payload)
     task = registry.get(args.task_type)
     job = queue.NewJob(
-        args.task_type, payload, run_at=_parse_run_at(args.run_at), priority=args.priority,
+        args.task_type, payload, run_at=_parse_run_at(args.run_at),
+        priority=task.priority if args.priority is None else args.priority,
         max_attempts=args.max_attempts or task.max_attempts or settings.default_max_attempts,
         dedupe_key=args.dedupe_key,
     ).checked()
@@ -231,7 +232,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("task_type")
     p.add_argument("--payload", default="{}", help="a JSON object (default {})")
     p.add_argument("--run-at", help="when: an ISO time with zone, or a delay such as 10m")
-    p.add_argument("--priority", type=int, default=0, help="-1000..1000, higher first")
+    p.add_argument("--priority", type=int, default=None, help="-1000..1000, higher first (default: the task's)")
     p.add_argument("--max-attempts", type=int, default=None)
     p.add_argument("--dedupe-key", default=None, help="at most one pending/running job per key")
     p.set_defaults(handler=cmd_enqueue)

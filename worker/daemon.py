@@ -25,17 +25,16 @@ import asyncpg
 import structlog
 
 from worker import db, queue
-from worker.backoff import BackoffPolicy
 from worker.completions import Completions
 from worker.deadlines import Deadlines
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
+from worker.jobrun import Plan, attempt, plan_for
 from worker.leases import LeaseKeeper, RunningJob, report_recovered
 from worker.listener import Listener
 from worker.observability import job_lines
 from worker.prefetch import ahead_batches
 from worker.queue import Finished, Job
-from worker.runner import execute, failure
 from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
 from worker.wakeup import Wakeup
@@ -69,7 +68,8 @@ class Daemon:
         self.resources = resources or {}
         self.worker_id = settings.worker_id
         self.task_types = task_types if task_types is not None else registry.names()
-        self.policy = BackoffPolicy(settings.backoff_base_s, settings.backoff_max_s, settings.backoff_jitter)
+        self.plans: dict[str, Plan] = {task.name: plan_for(task, settings) for task in registry}
+        """Each task type's timeout and backoff (its own policy), worked out once."""
         self.stop_event = anyio.Event()
         self.started = anyio.Event()
         self.wakeup = Wakeup()
@@ -328,20 +328,14 @@ class Daemon:
         rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
 
     async def _run_job(self, rj: RunningJob) -> None:
+        """The daemon's side of one job: the shared per-job core (worker.jobrun.attempt) in one cheap task, then
+        the slot freed and the end buffered for the batched completion write (or the job handed back)."""
         job = rj.job
         finished: Finished | None = None
         try:
-            task = self.registry.get(job.task_type)
+            plan = self.plans.get(job.task_type) or plan_for(self.registry.get(job.task_type), self.settings)
             ctx = TaskContext(job=job, worker_id=self.worker_id, resources=self.resources)
-            timeout_s = self.settings.timeout_for(job.task_type, task.timeout_s)
-            started = time.monotonic()
-            self.deadlines.watch(rj, timeout_s)
-            finished = await execute(task, job, ctx, timeout_s=None, policy=self.policy)
-        except asyncio.CancelledError:
-            if rj.stop_reason is None:  # not cancelled by us: the loop itself is going away
-                raise
-            if rj.stop_reason == "timeout":
-                finished = failure(job, f"timed out after {timeout_s:g}s", started, self.policy, permanent=False)
+            finished = await attempt(rj, plan, ctx, self.deadlines)
         except Exception as exc:  # a bug outside the handler: never lose the job, stop the daemon
             log.error("daemon.job_runner_crashed", job_id=str(job.id), error=repr(exc), exc_info=True)
             self.exit_code = 1

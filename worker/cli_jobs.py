@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -171,13 +172,14 @@ async def cmd_run_now(settings: Settings, args: Args) -> int:
                 "`worker jobs retry` a failed one first)"
             )
         registry.get(row["task_type"])
+        sent = time.monotonic()
         async with db.bounded(pool, call_s) as conn:
             claimed = await queue.claim_ids(conn, [job_id], worker_id=worker_id, lease_s=settings.lease_s)
         if not claimed:
             raise JobStateConflict(f"cannot run job {job_id} now: another worker claimed it first")
         job = claimed[0]
         resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry)}
-        ran = await run_claimed(pool, settings, registry, worker_id, [job], resources=resources)
+        ran = await run_claimed(pool, settings, registry, worker_id, [job], resources=resources, claimed_at=sent)
         if job.id in ran.lost:
             with contextlib.suppress(WorkerError):  # best effort: else its lease expires and recovery hands it back
                 async with db.bounded(pool, min(call_s, settings.lease_s / 5)) as conn:

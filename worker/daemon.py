@@ -288,6 +288,7 @@ class Daemon:
         start those that fit before the connection goes back to the pool: asyncpg's release takes a trip through
         the event loop, which the jobs' first steps then share (an idle worker's wake-up ~0.1 ms sooner)."""
         recovered: list[dict[str, Any]] = []
+        sent = time.monotonic()  # the leases run from the statement, not from its answer: the fence clock too
         async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
             if recover:
                 jobs, recovered = await queue.recover_and_claim(
@@ -300,18 +301,18 @@ class Daemon:
                     lease_s=self.settings.lease_s,
                 )
             if jobs:
-                self._claimed(jobs)
+                self._claimed(jobs, sent)
         if recover:
             self.last_recovery_monotonic = time.monotonic()
             report_recovered(recovered, self.worker_id, self.hooks)
         return jobs
 
     # --- running --------------------------------------------------------------------------------
-    def _claimed(self, jobs: list[Job]) -> None:
+    def _claimed(self, jobs: list[Job], sent: float) -> None:
         """The jobs one claim took (their rows are `running` now): held, those that fit started, then logged and
         reported as a batch (the lines are rendered now, before any job runs; the write comes later)."""
         for job in jobs:
-            self.ready[job.id] = RunningJob(job)
+            self.ready[job.id] = RunningJob(job, last_lease_ok=sent)
         self._fill_slots()
         with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
             for job in jobs:

@@ -78,10 +78,11 @@ class Ran:
 
 async def run_claimed(
     pool: asyncpg.Pool, settings: Settings, registry: Registry, worker_id: str, jobs: Sequence[Job], *,
-    resources: dict[str, Any], budget_s: float | None = None,
+    resources: dict[str, Any], budget_s: float | None = None, claimed_at: float | None = None,
 ) -> Ran:
     """Run `jobs` (claimed by `worker_id`, every task type known to `registry`) at once through `attempt`,
-    renewing their leases, until they end, the budget runs out, or their lease is lost."""
+    renewing their leases, until they end, the budget runs out, or their lease is lost. `claimed_at`: when the
+    claim was sent (time.monotonic()), from which the leases and so the fence clock run."""
     ran = Ran()
     held: dict[uuid.UUID, RunningJob] = {}
 
@@ -112,7 +113,8 @@ async def run_claimed(
     deadlines = Deadlines(lambda: held.values(), lambda rj: stop(rj, "timeout"))
     loop = asyncio.get_running_loop()
     for job in jobs:
-        rj = RunningJob(job, started=time.monotonic())
+        now = time.monotonic()
+        rj = RunningJob(job, started=now, last_lease_ok=now if claimed_at is None else claimed_at)
         held[job.id] = rj
         rj.task = loop.create_task(one(rj), name=f"job {job.id}")
     tasks = [rj.task for rj in held.values() if rj.task is not None]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker import operator, queue
+from worker import nodes, operator, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
@@ -240,6 +240,7 @@ class Overview:
             schedule_rows = await conn.fetch(_OP["schedules"])
             now: datetime = await conn.fetchval(_Q["db_now"])
         paused = await operator.paused(conn)
+        unserved = {u["task_type"] for u in await nodes.unserved_task_types(conn, any_age=True)}
         totals = dict.fromkeys(operator.STATUSES, 0)
         by_type: dict[str, dict[str, int]] = {t: dict.fromkeys(operator.STATUSES, 0)
                                               for t in self.daemon.registry.names()}
@@ -249,7 +250,7 @@ class Overview:
         return {
             "now": now.astimezone(UTC),
             "totals": totals,
-            "by_task_type": [{"task_type": t, **c} for t, c in sorted(by_type.items())],
+            "by_task_type": [{"task_type": t, **c, "unserved": t in unserved} for t, c in sorted(by_type.items())],
             "oldest_due_pending": {
                 "age_s": None if oldest["age_s"] is None else round(max(float(oldest["age_s"]), 0.0), 3),
                 "count": int(oldest["n"]),

@@ -121,7 +121,7 @@ async def test_the_example_plugin_installed_next_to_worker_is_listed_run_schedul
     assert (row["priority"], row["max_attempts"]) == (10, 4)
 
     async def succeeded() -> bool:
-        return await conn.fetchval("SELECT status FROM job_queue WHERE id = $1::uuid", job_id) == "succeeded"
+        return bool(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1::uuid", job_id) == "succeeded")
 
     await _run_until(python, env, succeeded)
     result = await conn.fetchval("SELECT result FROM job_queue WHERE id = $1::uuid", job_id)

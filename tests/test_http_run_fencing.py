@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -24,6 +25,7 @@ from worker import queue
 
 LEASE_S = 3.0
 SECRET = "runner-secret-fencing-5d1e"
+DUE_IN_S = 2.0
 
 
 def _env(database_url: str, marked_file: Path, **extra: str) -> dict[str, str]:
@@ -59,16 +61,25 @@ async def _start_run(port: int, tg: anyio.abc.TaskGroup, answers: list[httpx.Res
     tg.start_soon(post)
 
 
+async def _enqueue_after_first_fetch(conn: asyncpg.Connection) -> queue.Enqueued:
+    """A job due only once the HTTP worker's own fetch loop (LISTEN off, a 120 s poll) has made its first claim:
+    only the /api/jobs/run call takes it."""
+    job = await queue.enqueue(conn, queue.NewJob("marked", {"sleep_s": 40},
+                                                 run_at=datetime.now(UTC) + timedelta(seconds=DUE_IN_S)))
+    await anyio.sleep(DUE_IN_S + 0.1)
+    return job
+
+
 async def _held_by_http(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     async def held() -> bool:
-        return await conn.fetchval("SELECT locked_by FROM job_queue WHERE id = $1", job_id) == "http/http"
+        return bool(await conn.fetchval("SELECT locked_by FROM job_queue WHERE id = $1", job_id) == "http/http")
 
     await wait_for(held, timeout_s=20)
 
 
 async def _second_attempt_done(conn: asyncpg.Connection, job_id: uuid.UUID, timeout_s: float) -> None:
     async def done() -> bool:
-        return await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id) == "succeeded"
+        return bool(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id) == "succeeded")
 
     await wait_for(done, timeout_s=timeout_s)
 
@@ -95,7 +106,7 @@ async def test_http_run_stops_its_job_when_its_database_path_is_cut_before_a_sec
     marked_file = tmp_path / "marks.jsonl"
     with TcpProxy() as proxy, _processes(database_url, proxy, marked_file) as http:
         port = await http.http_port()
-        job = await queue.enqueue(conn, queue.NewJob("marked", {"sleep_s": 40}))
+        job = await _enqueue_after_first_fetch(conn)
         answers: list[httpx.Response | BaseException] = []
         async with anyio.create_task_group() as tg:
             await _start_run(port, tg, answers)
@@ -127,7 +138,7 @@ async def test_http_run_stops_its_job_when_it_is_cancelled_and_retried_meanwhile
     marked_file = tmp_path / "marks.jsonl"
     with TcpProxy() as proxy, _processes(database_url, proxy, marked_file) as http:
         port = await http.http_port()
-        job = await queue.enqueue(conn, queue.NewJob("marked", {"sleep_s": 40}))
+        job = await _enqueue_after_first_fetch(conn)
         answers: list[httpx.Response | BaseException] = []
         async with anyio.create_task_group() as tg:
             await _start_run(port, tg, answers)

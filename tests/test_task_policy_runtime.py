@@ -33,7 +33,7 @@ async def test_the_daemon_retries_a_failing_job_after_its_tasks_own_backoff_not_
     async with running_daemon(settings, Registry.of([slow])):
 
         async def retried() -> bool:
-            return await conn.fetchval("SELECT count(*) FROM job_runs WHERE job_id = $1", job.id) == 1
+            return bool(await conn.fetchval("SELECT count(*) FROM job_runs WHERE job_id = $1", job.id) == 1)
 
         await wait_for(retried)
     row = await conn.fetchrow(

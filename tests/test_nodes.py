@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.admin_helpers import BEARER, admin_daemon
+from tests.admin_helpers import BEARER, admin_daemon, sign_in
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import __version__, nodes
 from worker.builtin import default_registry
@@ -133,3 +133,21 @@ def test_worker_workers_prints_live_workers_as_a_table_and_as_json(
     table = capsys.readouterr().out
     assert "cli-node" in table and f"no live worker handles {ORPHAN}: 1 due job(s)" in table
 
+
+
+async def test_pending_jobs_of_a_type_no_live_worker_handles_are_shown_in_the_task_table_and_fail_doctor(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    """A type whose jobs are all due later (a plugin uninstalled, a replica split wrongly) is not healthy either."""
+    await conn.execute("INSERT INTO job_queue (task_type, run_at) VALUES ($1, now() + interval '1 hour')", ORPHAN)
+    async with admin_daemon(database_url) as (_, client):
+        await sign_in(client)
+        page = (await client.get("/admin/")).text
+        row = re.search(rf'<tr data-task-type="{ORPHAN}">.*?</tr>', page, re.S)
+        assert row is not None, page
+        assert "no worker handles this type" in row.group(0)
+        noop = re.search(r'<tr data-task-type="noop">.*?</tr>', page, re.S)
+        assert noop is not None and "no worker handles this type" not in noop.group(0)
+    checks = {c.name: c for c in await run_checks(make_settings(database_url), default_registry())}
+    assert checks["live_workers"].status == "fail"
+    assert f"{ORPHAN} (1 pending, 0 due)" in checks["live_workers"].figure

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +60,8 @@ async def cmd_enqueue(settings: Settings, args: Args) -> int:
     registry.validate(args.task_type, payload)
     task = registry.get(args.task_type)
     job = queue.NewJob(
-        args.task_type, payload, run_at=_parse_run_at(args.run_at), priority=args.priority,
+        args.task_type, payload, run_at=_parse_run_at(args.run_at),
+        priority=task.priority if args.priority is None else args.priority,
         max_attempts=args.max_attempts or task.max_attempts or settings.default_max_attempts,
         dedupe_key=args.dedupe_key,
     ).checked()
@@ -170,13 +172,14 @@ async def cmd_run_now(settings: Settings, args: Args) -> int:
                 "`worker jobs retry` a failed one first)"
             )
         registry.get(row["task_type"])
+        sent = time.monotonic()
         async with db.bounded(pool, call_s) as conn:
             claimed = await queue.claim_ids(conn, [job_id], worker_id=worker_id, lease_s=settings.lease_s)
         if not claimed:
             raise JobStateConflict(f"cannot run job {job_id} now: another worker claimed it first")
         job = claimed[0]
         resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry)}
-        ran = await run_claimed(pool, settings, registry, worker_id, [job], resources=resources)
+        ran = await run_claimed(pool, settings, registry, worker_id, [job], resources=resources, claimed_at=sent)
         if job.id in ran.lost:
             with contextlib.suppress(WorkerError):  # best effort: else its lease expires and recovery hands it back
                 async with db.bounded(pool, min(call_s, settings.lease_s / 5)) as conn:
@@ -231,7 +234,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("task_type")
     p.add_argument("--payload", default="{}", help="a JSON object (default {})")
     p.add_argument("--run-at", help="when: an ISO time with zone, or a delay such as 10m")
-    p.add_argument("--priority", type=int, default=0, help="-1000..1000, higher first")
+    p.add_argument("--priority", type=int, default=None, help="-1000..1000, higher first (default: the task's)")
     p.add_argument("--max-attempts", type=int, default=None)
     p.add_argument("--dedupe-key", default=None, help="at most one pending/running job per key")
     p.set_defaults(handler=cmd_enqueue)

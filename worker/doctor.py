@@ -189,15 +189,19 @@ async def _autovacuum(conn: asyncpg.Connection) -> Check:
 
 
 async def _live_workers(conn: asyncpg.Connection) -> Check:
-    """Task types with due jobs and no live worker that handles them fail (tests/test_nodes.py)."""
+    """Task types with pending jobs (due or not) and no live worker that handles them fail (tests/test_nodes.py)."""
     from worker.nodes import live_workers, unserved_task_types
 
     workers = await live_workers(conn)
-    unserved = await unserved_task_types(conn)
+    unserved = await unserved_task_types(conn, any_age=True)
     figure = f"{len(workers)} live worker(s)"
     if not unserved:
         return Check("live_workers", "pass", figure)
-    what = ", ".join(f"{u['task_type']} ({u['due']} due, oldest {u['oldest_s']:.0f} s)" for u in unserved)
+    what = ", ".join(
+        f"{u['task_type']} ({u['pending']} pending, {u['due']} due"
+        + (f", oldest {u['oldest_s']:.0f} s)" if u["oldest_s"] is not None else ")")
+        for u in unserved
+    )
     return Check("live_workers", "fail", f"{figure}; no live worker for {what}",
                  "start a daemon that handles these task types (WORKER_TASK_TYPES), or pause them")
 

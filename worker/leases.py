@@ -37,7 +37,7 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     last_lease_ok: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
-    """Why the daemon stopped or dropped this job: 'lease' (lease lost), 'timeout' or 'shutdown'."""
+    """Why its runner stopped or dropped this job: 'lease' (lease lost), 'timeout', 'shutdown' or 'budget'."""
     started: float = math.inf
     """When the job started (time.monotonic); inf while it waits for a slot."""
     deadline: float = math.inf

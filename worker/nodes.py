@@ -112,8 +112,9 @@ async def live_workers(conn: Executor) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def unserved_task_types(conn: Executor) -> list[dict[str, Any]]:
-    """Task types (not paused) with due pending jobs and no live worker that handles them."""
+async def unserved_task_types(conn: Executor, *, any_age: bool = False) -> list[dict[str, Any]]:
+    """Task types (not paused) with due pending jobs (`any_age`: pending jobs, due or not) and no live worker that
+    handles them: task_type, due, pending, oldest_s (the oldest due job's wait; None when none is due)."""
     with translate():
-        rows: Sequence[Any] = await conn.fetch(_Q["unserved"], GONE_LEASES)
+        rows: Sequence[Any] = await conn.fetch(_Q["unserved"], GONE_LEASES, any_age)
     return [dict(r) for r in rows]

@@ -42,12 +42,13 @@ WHERE w.last_seen >= now() - make_interval(secs => w.lease_s * $1)
 ORDER BY w.worker_id;
 
 -- name: unserved
--- Task types with due pending jobs and no live worker that handles them ($1 lease periods after which a
--- row is gone). Paused task types are not flagged: nothing would claim them anyway.
-SELECT d.task_type, d.n AS due, d.oldest_s
+-- Task types with pending jobs ($2 true: of any age; false: due ones) and no live worker that handles them ($1
+-- lease periods after which a row is gone). Paused task types are not flagged: nothing would claim them anyway.
+SELECT d.task_type, d.due, d.pending, d.oldest_s
 FROM (
-    SELECT task_type, count(*) AS n, extract(epoch FROM now() - min(run_at))::float8 AS oldest_s
-    FROM job_queue WHERE status = 'pending' AND run_at <= now()
+    SELECT task_type, count(*) FILTER (WHERE run_at <= now()) AS due, count(*) AS pending,
+           extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 AS oldest_s
+    FROM job_queue WHERE status = 'pending' AND ($2 OR run_at <= now())
     GROUP BY task_type
 ) AS d
 WHERE NOT EXISTS (

@@ -56,7 +56,7 @@ picked AS (
 )
 UPDATE job_queue AS j
 SET status = 'pending',
-    run_at = now(),
+    run_at = CASE WHEN j.status = 'cancelled' THEN greatest(j.run_at, now()) ELSE now() END,  -- see queue.sql cancel
     max_attempts = greatest(j.max_attempts, j.attempts + 1),
     finished_at = NULL,
     updated_at = now()

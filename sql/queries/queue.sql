@@ -235,7 +235,9 @@ FROM upd
 RETURNING job_id;
 
 -- name: cancel
--- Cancel pending or running jobs. A running job's worker sees its lease gone at the next heartbeat and stops.
+-- Cancel pending or running jobs. A running job's worker sees its lease gone at the next heartbeat and stops, and
+-- by its lease's end at the latest (self-fencing): run_at keeps that end, before which a retry does not make the
+-- job due, so that a retried attempt never overlaps the cancelled one (tests/test_http_run_fencing.py).
 WITH target AS (
     SELECT id, status AS old_status, locked_by, started_at, attempts
     FROM job_queue WHERE id = ANY ($1::uuid[]) AND status IN ('pending', 'running')
@@ -245,7 +247,8 @@ WITH target AS (
 upd AS (
     UPDATE job_queue AS j
     SET status = 'cancelled', locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now(),
-        last_error = coalesce($2, j.last_error)
+        last_error = coalesce($2, j.last_error),
+        run_at = CASE WHEN t.old_status = 'running' THEN greatest(j.locked_until, now()) ELSE least(j.run_at, now()) END
     FROM target AS t WHERE j.id = t.id
     RETURNING j.id, t.old_status, t.locked_by, t.started_at, t.attempts
 ),
@@ -259,10 +262,10 @@ SELECT id FROM upd;
 
 -- name: retry_now
 -- Failed or cancelled jobs run again now (with at least one attempt left); a pending job waiting for its
--- backoff runs now.
+-- backoff runs now. A job cancelled while running runs once the cancelled attempt's lease has ended (cancel).
 UPDATE job_queue
 SET status = 'pending',
-    run_at = now(),
+    run_at = CASE WHEN status = 'cancelled' THEN greatest(run_at, now()) ELSE now() END,
     max_attempts = greatest(max_attempts, attempts + 1),
     finished_at = NULL,
     updated_at = now()

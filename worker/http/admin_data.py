@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker import limits, operator, queue
+from worker import limits, nodes, operator, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
@@ -248,6 +248,7 @@ class Overview:
             now: datetime = await conn.fetchval(_Q["db_now"])
         paused = await operator.paused(conn)
         in_force = {s.task_type: s for s in await limits.slots(conn)}  # concurrency limits (migration 010)
+        unserved = {u["task_type"] for u in await nodes.unserved_task_types(conn, any_age=True)}
         totals = dict.fromkeys(operator.STATUSES, 0)
         by_type: dict[str, dict[str, int]] = {t: dict.fromkeys(operator.STATUSES, 0)
                                               for t in self.daemon.registry.names()}
@@ -257,7 +258,10 @@ class Overview:
         return {
             "now": now.astimezone(UTC),
             "totals": totals,
-            "by_task_type": [{"task_type": t, **c, **_limit(in_force.get(t))} for t, c in sorted(by_type.items())],
+            "by_task_type": [
+                {"task_type": t, **c, **_limit(in_force.get(t)), "unserved": t in unserved}
+                for t, c in sorted(by_type.items())
+            ],
             "oldest_due_pending": {
                 "age_s": None if oldest["age_s"] is None else round(max(float(oldest["age_s"]), 0.0), 3),
                 "count": int(oldest["n"]),

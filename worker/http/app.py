@@ -197,7 +197,7 @@ def create_app(
             daemon.registry.validate(body.task_type, payload)
             task = daemon.registry.get(body.task_type)
             new = queue.NewJob(
-                task_type=body.task_type, payload=payload, dedupe_key=body.dedupe_key,
+                task_type=body.task_type, payload=payload, dedupe_key=body.dedupe_key, priority=task.priority,
                 max_attempts=task.max_attempts or settings.default_max_attempts,
             )
             async with daemon.pool.acquire() as conn:

@@ -71,6 +71,7 @@ async def run_jobs(
     wanted = list(ids) if ids is not None else None
     while len(report.results) < limit and time.monotonic() < deadline and not daemon.stop_event.is_set():
         batch = min(limit - len(report.results), settings.concurrency)
+        sent = time.monotonic()
         async with db.bounded(daemon.pool, settings.db_call_timeout_s) as conn:
             if wanted is not None:
                 jobs = await queue.claim_ids(conn, wanted[:batch], worker_id=worker_id, lease_s=settings.lease_s)
@@ -81,7 +82,7 @@ async def run_jobs(
                     lease_s=settings.lease_s,
                 )
         if jobs:
-            await _run_batch(daemon, worker_id, jobs, deadline, report)
+            await _run_batch(daemon, worker_id, jobs, deadline, report, sent)
         if wanted is not None and not wanted:
             break
         if wanted is None and len(jobs) < batch:
@@ -94,7 +95,7 @@ async def run_jobs(
 
 
 async def _run_batch(
-    daemon: Daemon, worker_id: str, jobs: list[Job], deadline: float, report: RunReport
+    daemon: Daemon, worker_id: str, jobs: list[Job], deadline: float, report: RunReport, sent: float
 ) -> None:
     """Run the batch through the runner run-now uses (worker/jobrun.py): leases renewed, a job whose lease could
     not be renewed for 80 % of WORKER_LEASE_S stopped and not recorded, so it never overlaps a later attempt."""
@@ -110,7 +111,8 @@ async def _run_batch(
     ran = Ran()
     try:
         ran = await run_claimed(daemon.pool, settings, daemon.registry, worker_id, runnable,
-                                resources=daemon.resources, budget_s=max(0.0, deadline - time.monotonic()))
+                                resources=daemon.resources, budget_s=max(0.0, deadline - time.monotonic()),
+                                claimed_at=sent)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(max(5.0, settings.db_connect_timeout_s)):
             await _record(daemon, worker_id, jobs, ran, skipped, report)

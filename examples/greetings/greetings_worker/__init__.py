@@ -1,0 +1,1 @@
+"""An example plugin for `worker`: see tasks.py and docs/tasks.md."""

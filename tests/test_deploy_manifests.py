@@ -14,7 +14,10 @@ import asyncpg
 import pytest
 import yaml
 
+from worker.builtin import default_registry
+from worker.discovery import task_setting_names
 from worker.settings import Settings, env_names, load_settings
+from worker.task_policy import apply_overrides, env_key
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -44,8 +47,16 @@ def _one(kind: str) -> dict[str, Any]:
     return found[0]
 
 
+TASKS = default_registry()
+TASK_SETTINGS = task_setting_names(TASKS)
+"""The shipped tasks' own settings (the game platform's): read by the task, named in the deploy files too."""
+SCHEDULES = {f"WORKER_SCHEDULE_{env_key(t.name)}": t for t in TASKS if t.schedules}
+"""The older per-schedule variables (WORKER_SCHEDULE_<NAME>), still read as the task's SCHEDULES override."""
+
+
 def _known() -> set[str]:
-    return set(env_names().values())
+    core = {env for field, env in env_names().items() if not Settings.model_fields[field].exclude}
+    return core | set(TASK_SETTINGS) | set(SCHEDULES)
 
 
 def _example_names() -> list[str]:
@@ -68,14 +79,19 @@ def test_env_example_loads_as_a_valid_dotenv(tmp_path: Path, monkeypatch: pytest
     settings = load_settings()
     assert settings.dsn.startswith("postgresql://")
     assert settings.http_port == 8080
-    assert settings.schedule_game_platform_sync == "0 * * * *"
+    sync = apply_overrides(TASKS, settings).get("game_platform_sync")
+    assert sync.schedules == ("0 * * * *",)
 
 
 def test_env_example_defaults_match_the_settings_defaults() -> None:
     values = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
     field_of = {env: field for field, env in env_names().items()}
     for env, raw in values.items():
-        field = Settings.model_fields[field_of[env]]
+        if env in SCHEDULES:  # the task's declared schedule
+            assert (raw,) == SCHEDULES[env].schedules, env
+            continue
+        model, name = TASK_SETTINGS[env] if env in TASK_SETTINGS else (Settings, field_of[env])
+        field = model.model_fields[name]
         if field.is_required():
             continue
         default = field.get_default(call_default_factory=True)

@@ -88,7 +88,8 @@ async def test_the_bar_of_a_running_sync_advances_without_reloading(
         "game_platform_base_url": big_platform.url, "game_platform_api_key": API_KEY,
         "game_platform_rps": 4.0, "game_platform_concurrency": 2,
     }
-    async with admin_daemon(database_url, **overrides) as (_, client):
+    # The game platform's settings are the task's own: read from the environment, as in a deployment.
+    async with admin_daemon(database_url, **big_platform.use(overrides)) as (_, client):
         base = str(client.base_url).rstrip("/")
         job_id = await enqueue(conn, "game_platform_sync", {})
         await until_status(conn, job_id, "running")

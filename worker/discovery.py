@@ -23,7 +23,9 @@ from worker.settings import Settings
 from worker.task_policy import apply_overrides
 from worker.tasks import Registry, Task
 
-__all__ = ["ENTRY_POINT_GROUP", "Discovered", "discover", "load_target", "load_task_configs"]
+__all__ = [
+    "ENTRY_POINT_GROUP", "Discovered", "discover", "load_target", "load_task_configs", "task_setting_names",
+]
 
 ENTRY_POINT_GROUP = "worker.tasks"
 
@@ -182,6 +184,17 @@ def _env_name(model: type[BaseSettings], field_name: str) -> str:
         return choices[0]
     prefix = str(model.model_config.get("env_prefix", ""))
     return f"{prefix}{field_name}".upper()
+
+
+def task_setting_names(registry: Registry) -> dict[str, tuple[type[BaseSettings], str]]:
+    """Every environment variable the tasks' own settings read (`Task.settings_model`): name -> (model, field),
+    for the deploy files' and .env.example's checks (tests/test_deploy_manifests.py)."""
+    found: dict[str, tuple[type[BaseSettings], str]] = {}
+    for task in registry:
+        if task.settings_model is not None:
+            for field in task.settings_model.model_fields:
+                found[_env_name(task.settings_model, field)] = (task.settings_model, field)
+    return found
 
 
 def config_secrets(configs: dict[type[BaseSettings], BaseSettings]) -> list[str]:

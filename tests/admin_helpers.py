@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
 from worker.errors import PermanentJobError
 from worker.http import HttpServer
+from worker.runtime.daemon import Daemon
 from worker.tasks import Registry, TaskContext
 
 TOKEN = "admin-token-for-tests-5d1e"

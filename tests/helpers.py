@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from worker.daemon import Daemon
+from worker.runtime.daemon import Daemon
 from worker.service import build_daemon, create_work_pool
 from worker.settings import Settings
 from worker.tasks import Registry

@@ -15,8 +15,8 @@ import httpx
 from tests.helpers import make_settings, running_daemon
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
 from worker.http import HttpServer
+from worker.runtime.daemon import Daemon
 from worker.tasks import Registry
 
 # Poll-only, with the poll and the lease-recovery sweep (which claims too) far beyond any test: jobs that become

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from tests.admin_helpers import BEARER, admin_daemon, enqueue, status_of, until_status
-from worker import operator
+from worker import operations
 
 
 async def _get(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
@@ -35,7 +35,7 @@ async def test_overview_counts_throughput_failure_rate_paused_schedules_listener
         for job_id in ok:
             await until_status(conn, job_id, "succeeded")
         await until_status(conn, bad, "failed")
-        await operator.pause(conn, "flaky", by="test")
+        await operations.pause(conn, "flaky", by="test")
         await enqueue(conn, "flaky")
         o = await _get(client, "/overview")
     assert o["totals"] == {"pending": 1, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
@@ -56,7 +56,7 @@ async def test_overview_counts_throughput_failure_rate_paused_schedules_listener
 
 async def test_job_list_filters_by_status_type_time_and_error_text(database_url: str, conn: asyncpg.Connection) -> None:
     async with admin_daemon(database_url) as (_, client):
-        await operator.pause(conn)  # nothing runs: the states below stay as set
+        await operations.pause(conn)  # nothing runs: the states below stay as set
         ids = [await enqueue(conn, "noop" if i % 2 else "flaky") for i in range(6)]
         await conn.execute(
             "UPDATE job_queue SET status = 'failed', finished_at = now(), last_error = $2 WHERE id = $1",
@@ -82,7 +82,7 @@ async def test_job_list_filters_by_status_type_time_and_error_text(database_url:
 
 async def test_job_list_pages_by_keyset_newest_first(database_url: str, conn: asyncpg.Connection) -> None:
     async with admin_daemon(database_url) as (_, client):
-        await operator.pause(conn)
+        await operations.pause(conn)
         base = datetime.now(UTC) - timedelta(minutes=10)
         ids = [await enqueue(conn, "noop") for _ in range(7)]
         for n, job_id in enumerate(ids):
@@ -151,7 +151,7 @@ async def test_retry_cancel_archive_one_job_and_refuse_forbidden_states(
     async with admin_daemon(database_url) as (_, client):
         failed = await enqueue(conn, "boom", {"error": "nope"}, max_attempts=1)
         await until_status(conn, failed, "failed")
-        await operator.pause(conn)  # from here on nothing runs by itself
+        await operations.pause(conn)  # from here on nothing runs by itself
         out = await _post(client, f"/jobs/{failed}/retry")
         assert out == {"action": "retry", "retried": [str(failed)], "count": 1}
         assert await status_of(conn, failed) == "pending"
@@ -179,7 +179,7 @@ async def test_retry_cancel_archive_one_job_and_refuse_forbidden_states(
 
 async def test_run_now_runs_a_pending_job_while_paused(database_url: str, conn: asyncpg.Connection) -> None:
     async with admin_daemon(database_url) as (_, client):
-        await operator.pause(conn)
+        await operations.pause(conn)
         job_id = await enqueue(conn, "noop")
         out = await _post(client, f"/jobs/{job_id}/run-now")
         assert out["action"] == "run-now" and out["status"] == "succeeded" and out["id"] == str(job_id)
@@ -195,7 +195,7 @@ async def test_bulk_actions_by_ids_and_by_filter(database_url: str, conn: asyncp
         for job_id in boom:
             await until_status(conn, job_id, "failed")
         await until_status(conn, other, "failed")
-        await operator.pause(conn)
+        await operations.pause(conn)
 
         before = await conn.fetch("SELECT id, status FROM job_queue ORDER BY id")
         await _post(client, "/jobs/retry", {"filter": {"task_type": "boom"}}, status=422)  # no status

@@ -12,9 +12,9 @@ from structlog.testing import capture_logs
 from tests.helpers import make_settings, running_daemon, wait_for
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
-from worker.prefetch import AHEAD_MAX_BATCHES
 from worker.queue import NewJob
+from worker.runtime.claim_ahead import AHEAD_MAX_BATCHES
+from worker.runtime.daemon import Daemon
 from worker.tasks import Registry, Task, TaskContext
 
 
@@ -231,7 +231,7 @@ async def test_a_crashed_loop_stops_the_daemon_with_exit_code_1(database_url: st
 def test_run_with_invalid_settings_exits_2_before_connecting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], missing: str
 ) -> None:
-    from worker.cli import main
+    from worker.cli.main import main
 
     monkeypatch.delenv(missing, raising=False)
     monkeypatch.setenv("WORKER_CONCURRENCY", "-4")

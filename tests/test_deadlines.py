@@ -1,4 +1,4 @@
-"""The daemon's job timeouts: one timer for every running job (worker/deadlines.py)."""
+"""The daemon's job timeouts: one timer for every running job (worker/runtime/deadlines.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from worker.deadlines import Deadlines
-from worker.leases import RunningJob
 from worker.queue import Job
+from worker.runtime.deadlines import Deadlines
+from worker.runtime.leases import RunningJob
 
 
 def _rj() -> RunningJob:

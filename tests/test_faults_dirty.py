@@ -21,7 +21,7 @@ import pytest
 from tests.helpers import wait_for
 from tests.procs import WorkerProcess, worker_env
 from tests.tcpproxy import TcpProxy
-from worker.daemon import SHUTDOWN_WRITE_S
+from worker.runtime.daemon import SHUTDOWN_WRITE_S
 from worker.service import POOL_CLOSE_S
 
 HTTP = {"WORKER_HTTP_ENABLED": "true", "WORKER_HTTP_HOST": "127.0.0.1", "WORKER_HTTP_PORT": "0"}

@@ -16,8 +16,8 @@ from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
 from tests.helpers import wait_for
 from tests.http_helpers import http_daemon
 from worker import queue
-from worker.daemon import Daemon
 from worker.game_platform.sync import MAX_ERRORS
+from worker.runtime.daemon import Daemon
 
 COMPETITORS = 250  # three batches of 100
 

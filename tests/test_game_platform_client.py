@@ -207,7 +207,7 @@ async def test_the_platform_answers_429_when_its_limit_is_exceeded(platform: Pla
 
 
 def test_simulate_platform_rejects_bad_options_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.cli import main
+    from worker.cli.main import main
 
     assert main(["simulate-platform", "--error-rate", "2"]) == 2
     assert "--error-rate must be 0..1" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import Simulator, serve_simulator
 from worker.game_platform.sync import MAX_ERRORS, SyncCounters, sync_all_competitor_game_stats
 from worker.game_platform.task import game_platform_sync_task
-from worker.runner import execute
+from worker.runtime.runner import execute
 from worker.tasks import TaskContext
 
 COMPETITORS = 3000

@@ -1,4 +1,4 @@
-"""Hostile CLI arguments (hypothesis), run in-process through worker.cli.main([...]): every input ends with exit
+"""Hostile CLI arguments (hypothesis), run in-process through worker.cli.main.main([...]): every input ends with exit
 0, or 1/2 and a one-line `worker: error: ...` on stderr, never a traceback; a refused command changes no row."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile_support import fingerprint, json_objects, json_values, module_database, printable
-from worker.cli import main
+from worker.cli.main import main
 from worker.errors import ConfigError
 from worker.settings import load_settings
 

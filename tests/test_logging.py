@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from worker.observability import configure_logging, job_lines
+from worker.logs import configure_logging, job_lines
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import shutil
 import pytest
 
 from tests.helpers import make_settings, running_daemon, wait_for
-from worker import db, pgcluster, queue
+from worker import db, queue
 from worker.builtin import default_registry
+from worker.cli import pgcluster
 from worker.migrate import migrate
 
 

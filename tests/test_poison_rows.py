@@ -19,7 +19,7 @@ from tests.helpers import wait_for
 from tests.operator_support import fetchval
 from tests.procs import WorkerProcess, worker_env
 from worker import jsonvalues
-from worker.cli import main
+from worker.cli.main import main
 from worker.errors import InvalidInput
 
 HUGE_INTEGER = '{"n": ' + "9" * 5000 + "}"

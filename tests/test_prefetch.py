@@ -1,10 +1,10 @@
-"""How far ahead the daemon claims: a pure function of the jobs' average duration (worker/prefetch.py)."""
+"""How far ahead the daemon claims: a pure function of the jobs' average duration (worker/runtime/claim_ahead.py)."""
 
 from __future__ import annotations
 
 import math
 
-from worker.prefetch import AHEAD_MAX_BATCHES, AHEAD_WORK_MS, ahead_batches
+from worker.runtime.claim_ahead import AHEAD_MAX_BATCHES, AHEAD_WORK_MS, ahead_batches
 
 
 def test_how_far_ahead_the_daemon_claims_follows_the_jobs_average_duration() -> None:

@@ -18,7 +18,7 @@ from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
 from tests.test_admin_browser import _sign_in, browser  # noqa: F401  (the fixture)
 from tests.test_game_platform_scale import big_platform  # noqa: F401  (the fixture)
 from worker import db, queue
-from worker.cli import main
+from worker.cli.main import main
 from worker.tasks import TaskContext
 
 OTHER_WORKER = "elsewhere"

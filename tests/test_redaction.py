@@ -18,7 +18,7 @@ import structlog
 
 from tests.helpers import make_settings, wait_for
 from tests.sentry_receiver import SentryReceiver
-from worker.observability import configure_logging, install_redaction
+from worker.logs import configure_logging, install_redaction
 from worker.redaction import REDACTED, Redactor
 
 

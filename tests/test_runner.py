@@ -12,7 +12,7 @@ import pytest
 from worker.backoff import BackoffPolicy
 from worker.errors import PermanentJobError
 from worker.queue import Job
-from worker.runner import execute
+from worker.runtime.runner import execute
 from worker.tasks import EmptyPayload, Task, TaskContext
 
 POLICY = BackoffPolicy(base_s=1.0, max_s=10.0, jitter=0.0)

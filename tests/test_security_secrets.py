@@ -135,7 +135,8 @@ async def receiver_wait(receiver: SentryReceiver) -> None:
 def test_every_credential_check_compares_in_constant_time() -> None:
     """The runner secret (/trigger, /api/jobs/run), the admin token (bearer and sign-in) and the CSRF token are
     compared with hmac.compare_digest, never with == on the secret."""
-    from worker.http import admin_auth, app
+    from worker.http import app
+    from worker.http.admin import auth as admin_auth
 
     checks = {
         "runner secret": inspect.getsource(app.create_app),

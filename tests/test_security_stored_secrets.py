@@ -26,7 +26,7 @@ from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import player_id
 from worker.queue import Finished, Job
 from worker.redaction import REDACTED, install_stored
-from worker.runner import MAX_ERROR_CHARS, execute
+from worker.runtime.runner import MAX_ERROR_CHARS, execute
 from worker.tasks import EmptyPayload, Task, TaskContext
 
 API_KEY = "s3cret-gp-key-echoed-5e21c7"

@@ -16,7 +16,7 @@ from tests.http_helpers import SECRET, http_daemon
 from tests.sentry_receiver import SentryReceiver
 from worker import queue
 from worker.alerts import Alerts, error_class
-from worker.builtin import NoopPayload, noop
+from worker.builtin.noop import NoopPayload, noop
 from worker.tasks import EmptyPayload, Registry, Task, TaskContext
 
 

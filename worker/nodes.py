@@ -26,7 +26,7 @@ from worker.queue import Executor
 from worker.sql import queries
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = ["GONE_LEASES", "NodeLoop", "live_workers", "unserved_task_types"]
 

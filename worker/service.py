@@ -11,13 +11,13 @@ from pydantic_settings import BaseSettings
 
 from worker import db, queue
 from worker.alerts import Alerts
-from worker.daemon import Daemon
 from worker.discovery import config_secrets, discover, load_task_configs
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.hooks import MultiHooks
+from worker.logs import install_redaction
 from worker.metrics import Metrics
 from worker.migrate import migrate, schema_status
-from worker.observability import install_redaction
+from worker.runtime.daemon import Daemon
 from worker.settings import Settings
 from worker.task_policy import apply_overrides
 from worker.tasks import Registry
@@ -109,7 +109,7 @@ def build_daemon(
     if settings.http_enabled:
         _add_http(daemon, metrics)
     if settings.schedules_enabled:
-        from worker.scheduler import Scheduler
+        from worker.runtime.scheduler import Scheduler
 
         daemon.add_loop("scheduler", Scheduler(settings, registry, pool).run)
     return daemon

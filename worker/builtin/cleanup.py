@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.operator import cleanup
+from worker.operations import cleanup
 from worker.tasks import MAINTENANCE_PRIORITY, Task, TaskContext
 
 __all__ = ["CleanupPayload", "cleanup_task", "run_cleanup"]

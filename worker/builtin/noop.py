@@ -1,7 +1,5 @@
-"""Built-in task types. They register through the `worker.tasks` entry points like anyone's (pyproject.toml).
-
-`noop` is the canary and benchmark job: it can sleep and can be told to fail, which makes it useful for
-checking a deployment end to end.
+"""`noop`, the canary and benchmark job: it can sleep and can be told to fail, which makes it useful for checking
+a deployment end to end.
 """
 
 from __future__ import annotations
@@ -12,9 +10,9 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.errors import PermanentJobError
-from worker.tasks import Registry, Task, TaskContext
+from worker.tasks import Task, TaskContext
 
-__all__ = ["NoopPayload", "builtin_tasks", "default_registry", "noop", "noop_task"]
+__all__ = ["NoopPayload", "noop", "noop_task"]
 
 
 class NoopPayload(BaseModel):
@@ -38,21 +36,3 @@ async def noop(payload: NoopPayload, ctx: TaskContext) -> dict[str, Any] | None:
 
 def noop_task() -> Task[NoopPayload]:
     return Task("noop", noop, NoopPayload, description="Does nothing: a canary and a benchmark job.")
-
-
-def builtin_tasks() -> list[Task[Any]]:
-    """The tasks this package ships, as its entry points name them (the fallback when the installed metadata
-    lists no entry points: worker/discovery.py)."""
-    from worker.cleanup_task import cleanup_task
-    from worker.game_platform.task import game_platform_sync_task
-
-    return [noop_task(), cleanup_task(), game_platform_sync_task()]
-
-
-def default_registry(_unused: object = None) -> Registry:
-    """The built-in tasks, as declared (no discovery, no overrides): for tests and embedding. The argument is
-    ignored (callers written before discovery passed the settings)."""
-    registry = Registry()
-    for task in builtin_tasks():
-        registry.add(task)
-    return registry

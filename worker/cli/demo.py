@@ -25,13 +25,13 @@ from pydantic import SecretStr
 
 from worker import db, queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
+from worker.cli.pgcluster import ClusterError, throwaway_cluster
 from worker.errors import ConfigError, WorkerError
 from worker.game_platform.settings import GamePlatformSettings
 from worker.game_platform.simulator import Simulator, player_id, serve_simulator
+from worker.logs import configure_logging
 from worker.migrate import migrate
-from worker.observability import configure_logging
-from worker.pgcluster import ClusterError, throwaway_cluster
+from worker.runtime.daemon import Daemon
 from worker.service import build_daemon
 from worker.settings import Settings, load_settings
 from worker.sql import queries

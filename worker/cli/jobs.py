@@ -12,11 +12,13 @@ from typing import Any
 
 import anyio
 
-from worker import cli_tasks, db, operator, progress, queue
-from worker.cli_output import print_json, print_kv, print_table
+from worker import db, progress, queue
+from worker import operations as operator  # the body predates the rename
+from worker.cli import tasks as cli_tasks
+from worker.cli.output import print_json, print_kv, print_table
 from worker.discovery import load_task_configs
 from worker.errors import DatabaseUnavailable, InvalidInput, JobStateConflict, WorkerError
-from worker.jobrun import run_claimed
+from worker.runtime.jobrun import run_claimed
 from worker.settings import Settings
 
 __all__ = ["add_parsers", "parse_ids", "parse_payload"]

@@ -18,8 +18,8 @@ from worker.errors import (
     JobStateConflict,
     WorkerError,
 )
+from worker.logs import configure_logging
 from worker.migrate import migrate, schema_status
-from worker.observability import configure_logging
 from worker.redaction import Redactor, install_stored
 from worker.settings import Settings, load_settings
 
@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--status", action="store_true", help="only print the schema version")
     # Operator commands (each sets `handler`): enqueue, jobs ..., pause, resume, cleanup, schedules, doctor, workers,
     # tasks.
-    from worker import cli_jobs, cli_nodes, cli_ops, cli_tasks
+    from worker.cli import jobs as cli_jobs
+    from worker.cli import nodes as cli_nodes
+    from worker.cli import ops as cli_ops
+    from worker.cli import tasks as cli_tasks
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
@@ -121,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulator.run_cli(args)
     if args.command == "demo":
-        from worker import demo
+        from worker.cli import demo
 
         return demo.run_cli(args)
     try:
@@ -130,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     handler = getattr(args, "handler", None)
     secrets = settings.secret_values()
-    from worker import cli_tasks
+    from worker.cli import tasks as cli_tasks
 
     cli_tasks.forget()  # one discovery per command (main runs many times in one process in the tests)
     if args.command in cli_tasks.NEEDS_TASKS:  # tasks are found (and checked) before anything connects
@@ -166,7 +169,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, handler: Any) -> int
     if args.command == "migrate":
         return anyio.run(_migrate, settings, args.status)
     if args.command == "run":
-        from worker import cli_tasks
+        from worker.cli import tasks as cli_tasks
         from worker.service import serve
 
         registry = cli_tasks.load(settings, args).enabled

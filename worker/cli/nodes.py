@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from worker import db
-from worker.cli_output import print_json, print_table
+from worker.cli.output import print_json, print_table
 from worker.nodes import live_workers, unserved_task_types
 from worker.settings import Settings
 

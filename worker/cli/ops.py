@@ -6,8 +6,9 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker import cli_tasks, db, operator
-from worker.cli_output import print_json, print_table
+from worker import db, operations
+from worker.cli import tasks as cli_tasks
+from worker.cli.output import print_json, print_table
 from worker.errors import UnknownTaskType
 from worker.settings import Settings
 from worker.sql import queries
@@ -22,33 +23,33 @@ def _conn(settings: Settings) -> Any:
 
 
 def _target(task_type: str | None) -> str:
-    return operator.ALL_TASK_TYPES if task_type in (None, "all", "*") else str(task_type)
+    return operations.ALL_TASK_TYPES if task_type in (None, "all", "*") else str(task_type)
 
 
 async def cmd_pause(settings: Settings, args: Args) -> int:
     target = _target(args.task_type)
-    if target != operator.ALL_TASK_TYPES:
+    if target != operations.ALL_TASK_TYPES:
         cli_tasks.registry(settings).get(target)  # unknown task type -> error, nothing paused
     async with _conn(settings) as conn:
-        row = await operator.pause(conn, target, by=args.by or f"cli:{settings.worker_id}", reason=args.reason)
+        row = await operations.pause(conn, target, by=args.by or f"cli:{settings.worker_id}", reason=args.reason)
     if args.json:
         print_json(row)
     else:
-        what = "all task types" if target == operator.ALL_TASK_TYPES else target
+        what = "all task types" if target == operations.ALL_TASK_TYPES else target
         print(f"paused {what} (since {row['paused_at'].isoformat()}); `worker resume"
-              + ("" if target == operator.ALL_TASK_TYPES else f" {target}") + "` to lift")
+              + ("" if target == operations.ALL_TASK_TYPES else f" {target}") + "` to lift")
     return 0
 
 
 async def cmd_resume(settings: Settings, args: Args) -> int:
     target = _target(args.task_type)
     async with _conn(settings) as conn:
-        known = target == operator.ALL_TASK_TYPES or target in cli_tasks.registry(settings)
-        if not known and target not in await operator.paused_task_types(conn):
+        known = target == operations.ALL_TASK_TYPES or target in cli_tasks.registry(settings)
+        if not known and target not in await operations.paused_task_types(conn):
             raise UnknownTaskType(f"unknown task type {target!r}")
-        lifted = await operator.resume(conn, target)
-        still = await operator.paused_task_types(conn)
-    what = "all task types" if target == operator.ALL_TASK_TYPES else target
+        lifted = await operations.resume(conn, target)
+        still = await operations.paused_task_types(conn)
+    what = "all task types" if target == operations.ALL_TASK_TYPES else target
     if args.json:
         print_json({"task_type": target, "resumed": lifted, "still_paused": still})
     else:
@@ -60,15 +61,15 @@ async def cmd_resume(settings: Settings, args: Args) -> int:
 
 async def cmd_cleanup(settings: Settings, args: Args) -> int:
     succeeded = (
-        operator.parse_duration(args.older_than) if args.older_than
+        operations.parse_duration(args.older_than) if args.older_than
         else timedelta(days=settings.retention_succeeded_days)
     )
     failed_after = (
-        operator.parse_duration(args.failed_older_than) if args.failed_older_than
+        operations.parse_duration(args.failed_older_than) if args.failed_older_than
         else max(timedelta(days=settings.retention_failed_days), succeeded)
     )
     async with _conn(settings) as conn:
-        result = await operator.cleanup(
+        result = await operations.cleanup(
             conn, succeeded_older_than=succeeded, failed_older_than=failed_after,
             batch_size=args.batch_size or settings.cleanup_batch_size,
         )
@@ -81,7 +82,7 @@ async def cmd_cleanup(settings: Settings, args: Args) -> int:
 
 
 async def cmd_schedules(settings: Settings, args: Args) -> int:
-    from worker.scheduler import schedules_of  # croniter: only for this command
+    from worker.runtime.scheduler import schedules_of  # croniter: only for this command
 
     now = datetime.now(UTC)
     async with _conn(settings) as conn:
@@ -106,7 +107,7 @@ async def cmd_schedules(settings: Settings, args: Args) -> int:
 
 
 async def cmd_doctor(settings: Settings, args: Args) -> int:
-    from worker.doctor import failed, run_checks  # httpx and the checks: only for this command
+    from worker.cli.doctor import failed, run_checks  # httpx and the checks: only for this command
 
     checks = await run_checks(settings, cli_tasks.registry(settings), url=args.url)
     if args.json:

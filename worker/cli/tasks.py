@@ -7,7 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.cli_output import print_json, print_table
+from worker.cli.output import print_json, print_table
 from worker.discovery import Discovered, config_secrets, discover, load_task_configs
 from worker.settings import Settings
 from worker.task_policy import effective_policy
@@ -45,7 +45,7 @@ def secrets(found: Discovered) -> list[str]:
 
 
 def rows(settings: Settings, found: Discovered) -> list[dict[str, Any]]:
-    from worker.scheduler import schedules_of  # croniter: only for this command
+    from worker.runtime.scheduler import schedules_of  # croniter: only for this command
 
     now = datetime.now(UTC)
     out = []

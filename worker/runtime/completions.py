@@ -19,9 +19,9 @@ import structlog
 from worker import db, queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.observability import job_lines
+from worker.logs import job_lines
 from worker.queue import Finished
-from worker.wakeup import Wakeup
+from worker.runtime.wakeup import Wakeup
 
 __all__ = ["Completions"]
 

@@ -26,19 +26,19 @@ import structlog
 
 from worker import db, queue
 from worker.backoff import BackoffPolicy
-from worker.completions import Completions
-from worker.deadlines import Deadlines
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.leases import LeaseKeeper, RunningJob, report_recovered
-from worker.listener import Listener
-from worker.observability import job_lines
-from worker.prefetch import ahead_batches
+from worker.logs import job_lines
 from worker.queue import Finished, Job
-from worker.runner import execute, failure
+from worker.runtime.claim_ahead import ahead_batches
+from worker.runtime.completions import Completions
+from worker.runtime.deadlines import Deadlines
+from worker.runtime.leases import LeaseKeeper, RunningJob, report_recovered
+from worker.runtime.listener import Listener
+from worker.runtime.runner import execute, failure
+from worker.runtime.wakeup import Wakeup
 from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
-from worker.wakeup import Wakeup
 
 __all__ = ["Daemon", "RunningJob"]
 

@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterable
 
-from worker.leases import RunningJob
+from worker.runtime.leases import RunningJob
 
 __all__ = ["Deadlines"]
 

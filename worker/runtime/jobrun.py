@@ -1,5 +1,5 @@
 """Run jobs already claimed by this process outside the daemon's fetch loop (`POST /api/jobs/run`, `worker jobs
-run-now`), under the daemon's lease rule: the leases are renewed (worker.leases.LeaseKeeper, each renewal under a
+run-now`), under the daemon's lease rule: the leases are renewed (leases.LeaseKeeper, each renewal under a
 client-side deadline) and a job whose lease could not be renewed for 80 % of WORKER_LEASE_S is stopped and not
 recorded, so that it never overlaps an attempt another worker starts after recovering it
 (tests/test_run_now_faults.py).
@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 import structlog
 
-from worker.leases import LeaseKeeper, RunningJob
 from worker.queue import Finished, Job
-from worker.runner import execute, failure
+from worker.runtime.leases import LeaseKeeper, RunningJob
+from worker.runtime.runner import execute, failure
 from worker.settings import Settings
 from worker.task_policy import backoff_for, timeout_for
 from worker.tasks import Registry, TaskContext

@@ -92,7 +92,7 @@ async def execute(
     task: Task[Any], job: Job, ctx: TaskContext, *, timeout_s: float | None, policy: BackoffPolicy
 ) -> Finished:
     """Run the handler. Returns the attempt's end; lets outside cancellation through. `timeout_s` None: the
-    caller enforces the timeout itself (the daemon: worker/deadlines.py)."""
+    caller enforces the timeout itself (the daemon: worker/runtime/deadlines.py)."""
     started = time.monotonic()
     try:
         payload = task.parse(job.payload)

@@ -1,5 +1,5 @@
-"""The admin page at /admin: HTML pages (admin_pages.py) over a JSON API (admin_api.py), behind the admin
-token (admin_auth.py). Mounted by the HTTP app only when WORKER_ADMIN_TOKEN is set; otherwise /admin is 404."""
+"""The admin page at /admin: HTML pages (pages.py) over a JSON API (api.py), behind the admin
+token (auth.py). Mounted by the HTTP app only when WORKER_ADMIN_TOKEN is set; otherwise /admin is 404."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import Mount
 
-from worker.http.admin_api import AdminContext, api_routes
-from worker.http.admin_auth import AdminAuth
-from worker.http.admin_data import Overview
-from worker.http.admin_pages import page_routes
+from worker.http.admin.api import AdminContext, api_routes
+from worker.http.admin.auth import AdminAuth
+from worker.http.admin.data import Overview
+from worker.http.admin.pages import page_routes
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = ["admin_mount"]
 

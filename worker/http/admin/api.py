@@ -1,7 +1,7 @@
 """The JSON admin API under /admin/api (documented in docs/admin-api.md); the admin page uses it too.
 
 Every action goes through the same operations as the CLI: queue.retry_now / queue.cancel (`worker jobs
-retry|cancel ID...`), operator.archive_ids (`worker jobs archive ID...`), operator.pause / resume, and run-now
+retry|cancel ID...`), operations.archive_ids (`worker jobs archive ID...`), operations.pause / resume, and run-now
 claims the job explicitly like `/api/jobs/run` with ids. Bad input is a 4xx `{"error": ...}` and changes
 nothing: 400 malformed JSON, 401 not signed in, 403 CSRF, 404 unknown job, 408 body too slow, 409 a state that
 forbids the action, 413 body too large, 422 invalid field (or JSON beyond the bounds of worker/http/inputs.py).
@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker import history, nodes, operator, queue
+from worker import history, nodes, operations, queue
 from worker.errors import InvalidInput, JobStateConflict
-from worker.http.admin_auth import AdminAuth, Principal
-from worker.http.admin_data import (
+from worker.http.admin.auth import AdminAuth, Principal
+from worker.http.admin.data import (
     FILTER_KEYS,
     MAX_BULK,
     JobFilter,
@@ -39,7 +39,7 @@ from worker.http.runjobs import run_jobs
 from worker.sql import queries
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = ["AdminContext", "api_routes", "json_response"]
 
@@ -52,7 +52,7 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 BULK_STATUSES = {
     "retry": ("failed", "cancelled"),
     "cancel": ("pending", "running"),
-    "archive": operator.FINISHED,
+    "archive": operations.FINISHED,
 }
 
 
@@ -155,7 +155,7 @@ def api_routes(ctx: AdminContext) -> list[Route]:
                 done = await queue.cancel(conn, ids, _optional_text(body, "reason") or f"cancelled by {who}")
                 out = {"cancelled": done, "count": len(done)}
             else:
-                jobs_moved, runs_moved = await operator.archive_ids(conn, ids)
+                jobs_moved, runs_moved = await operations.archive_ids(conn, ids)
                 out = {"archived": ids, "count": jobs_moved, "archived_runs": runs_moved}
         if action == "retry" and out["count"]:
             daemon.wake()
@@ -221,18 +221,18 @@ def api_routes(ctx: AdminContext) -> list[Route]:
     async def pause_or_resume(request: Request, principal: Principal, *, pause: bool) -> Response:
         body = await read_json_object(request) or {}
         _only_keys(body, ("task_type", "reason") if pause else ("task_type",))
-        task_type = body.get("task_type", operator.ALL_TASK_TYPES)
+        task_type = body.get("task_type", operations.ALL_TASK_TYPES)
         if not isinstance(task_type, str):
             raise InvalidInput('task_type must be a string ("*" = every task type)')
         who = _who(request, principal)
         async with daemon.pool.acquire() as conn:
             if pause:
-                if task_type != operator.ALL_TASK_TYPES and task_type not in daemon.registry:
+                if task_type != operations.ALL_TASK_TYPES and task_type not in daemon.registry:
                     raise InvalidInput(f"unknown task type {task_type!r} (known: {', '.join(daemon.registry.names())})")
-                flag = await operator.pause(conn, task_type, by=who, reason=_optional_text(body, "reason"))
+                flag = await operations.pause(conn, task_type, by=who, reason=_optional_text(body, "reason"))
                 log.info("admin.pause", by=who, task_type=task_type)
                 return json_response({"action": "pause", "paused": flag})
-            resumed = await operator.resume(conn, task_type)
+            resumed = await operations.resume(conn, task_type)
         daemon.wake()
         log.info("admin.resume", by=who, task_type=task_type, resumed=resumed)
         return json_response({"action": "resume", "task_type": task_type, "resumed": resumed})

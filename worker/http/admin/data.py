@@ -1,6 +1,6 @@
 """What the admin page shows, read from the database: the overview, the filtered job list, one job.
 
-Reads only; every action goes through worker/queue.py and worker/operator.py (see admin_api.py). Input is
+Reads only; every action goes through worker/queue.py and worker/operations.py (see api.py). Input is
 checked here before any query runs: a bad filter is an InvalidInput naming the problem.
 """
 
@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker import operator, queue
+from worker import operations, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
 from worker.progress import attach_progress
 from worker.queue import Executor
-from worker.scheduler import schedules_of
+from worker.runtime.scheduler import schedules_of
 from worker.sql import queries
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = [
     "MAX_BULK", "MAX_PAGE", "JobFilter", "Overview", "dumps", "job_detail", "json_default", "list_jobs",
@@ -102,8 +102,8 @@ class JobFilter:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> JobFilter:
         status = _text(params, "status")
-        if status is not None and status not in operator.STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(operator.STATUSES)}, not {status!r}")
+        if status is not None and status not in operations.STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(operations.STATUSES)}, not {status!r}")
         task_type = _text(params, "task_type")
         if task_type is not None:
             queue.validate_task_type(task_type)
@@ -111,8 +111,8 @@ class JobFilter:
         for key, text in (("since", since_text), ("until", until_text)):
             if text is not None and not text.isascii():  # `\d` and float() also take '٣' and the like
                 raise InvalidInput(f"{key} must be written in ASCII (e.g. 1h or 2024-05-01T00:00:00Z)")
-        since = operator.parse_since(since_text) if since_text else None
-        until = operator.parse_since(until_text) if until_text else None
+        since = operations.parse_since(since_text) if since_text else None
+        until = operations.parse_since(until_text) if until_text else None
         if since and until and since >= until:
             raise InvalidInput("since must be before until")
         error = _text(params, "error")
@@ -152,7 +152,7 @@ async def select_ids(conn: Executor, flt: JobFilter, *, limit: int = MAX_BULK) -
 
 
 async def job_detail(conn: Executor, job_id: uuid.UUID) -> dict[str, Any]:
-    job = await operator.show_job(conn, job_id)
+    job = await operations.show_job(conn, job_id)
     await attach_progress(conn, [job])
     return job
 
@@ -239,13 +239,13 @@ class Overview:
             last_hour = await conn.fetch(_Q["last_hour"])
             schedule_rows = await conn.fetch(_OP["schedules"])
             now: datetime = await conn.fetchval(_Q["db_now"])
-        paused = await operator.paused(conn)
-        totals = dict.fromkeys(operator.STATUSES, 0)
-        by_type: dict[str, dict[str, int]] = {t: dict.fromkeys(operator.STATUSES, 0)
+        paused = await operations.paused(conn)
+        totals = dict.fromkeys(operations.STATUSES, 0)
+        by_type: dict[str, dict[str, int]] = {t: dict.fromkeys(operations.STATUSES, 0)
                                               for t in self.daemon.registry.names()}
         for r in counts:
             totals[r["status"]] = totals.get(r["status"], 0) + int(r["n"])
-            by_type.setdefault(r["task_type"], dict.fromkeys(operator.STATUSES, 0))[r["status"]] = int(r["n"])
+            by_type.setdefault(r["task_type"], dict.fromkeys(operations.STATUSES, 0))[r["status"]] = int(r["n"])
         return {
             "now": now.astimezone(UTC),
             "totals": totals,
@@ -256,7 +256,7 @@ class Overview:
             },
             "last_hour": _last_hour(list(last_hour)),
             "paused": paused,
-            "globally_paused": any(p["task_type"] == operator.ALL_TASK_TYPES for p in paused),
+            "globally_paused": any(p["task_type"] == operations.ALL_TASK_TYPES for p in paused),
             "task_types": self.daemon.registry.names(),
             "schedules": self._schedules(list(schedule_rows), now),
             "listener": self._listener(),

@@ -1,5 +1,5 @@
 """The admin page's HTML: sign-in, the overview with the job list, one job. Server-rendered from Jinja2
-templates (autoescaped); worker/http/static/admin.js then refreshes them every 2 s from the JSON API and
+templates (autoescaped); worker/http/admin/static/admin.js then refreshes them every 2 s from the JSON API and
 sends the actions to it."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from starlette.staticfiles import StaticFiles
 
 from worker import history, queue
 from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound
-from worker.http.admin_api import AdminContext, operator_view_workers
-from worker.http.admin_auth import Principal, same_origin_problem
-from worker.http.admin_data import FILTER_KEYS, JobFilter, job_detail, json_default, list_jobs
+from worker.http.admin.api import AdminContext, operator_view_workers
+from worker.http.admin.auth import Principal, same_origin_problem
+from worker.http.admin.data import FILTER_KEYS, JobFilter, job_detail, json_default, list_jobs
 from worker.http.inputs import HttpProblem, read_body
 
 __all__ = ["page_routes"]

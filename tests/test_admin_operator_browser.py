@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.admin_helpers import TOKEN, admin_daemon
 from tests.procs import WorkerProcess, worker_env
-from worker.runtime.scheduler import Schedule
+from worker.schedules import Schedule
 
 pytestmark = [
     pytest.mark.browser,

@@ -15,7 +15,7 @@ from tests.operator_support import make_job
 from worker import operations
 from worker.builtin import default_registry
 from worker.cli.doctor import Check, failed, run_checks
-from worker.runtime.scheduler import schedules_of
+from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nothing"

@@ -14,7 +14,7 @@ from tests.admin_helpers import BEARER, admin_daemon
 from tests.helpers import make_settings
 from worker import history, nodes
 from worker.metrics import Metrics
-from worker.runtime.scheduler import Schedule
+from worker.schedules import Schedule
 from worker.sql import queries
 
 _H = queries("history")

@@ -16,7 +16,8 @@ from worker.cli.doctor import Check, run_checks
 from worker.cli.pgcluster import throwaway_cluster
 from worker.migrate import migrate
 from worker.queue import NewJob
-from worker.runtime.scheduler import Scheduler, schedules_of
+from worker.runtime.scheduler import Scheduler
+from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides
 
 

@@ -102,7 +102,7 @@ def build_daemon(
     alerts = Alerts(settings)
     daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)
     resources.update(metrics=metrics, alerts=alerts)
-    from worker.nodes import NodeLoop
+    from worker.runtime.node_loop import NodeLoop
 
     daemon.add_loop("nodes", NodeLoop(daemon).run)
     metrics.listener_up = lambda: daemon.listener is None or daemon.listener.state.connected

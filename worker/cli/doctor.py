@@ -22,7 +22,7 @@ from worker import db
 from worker.errors import DatabaseUnavailable
 from worker.migrate import schema_status
 from worker.operations import paused
-from worker.runtime.scheduler import schedules_of
+from worker.schedules import schedules_of
 from worker.settings import Settings
 from worker.sql import migration_files, queries
 from worker.task_policy import apply_overrides

@@ -82,7 +82,7 @@ async def cmd_cleanup(settings: Settings, args: Args) -> int:
 
 
 async def cmd_schedules(settings: Settings, args: Args) -> int:
-    from worker.runtime.scheduler import schedules_of  # croniter: only for this command
+    from worker.schedules import schedules_of  # croniter: only for this command
 
     now = datetime.now(UTC)
     async with _conn(settings) as conn:

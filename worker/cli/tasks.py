@@ -45,7 +45,7 @@ def secrets(found: Discovered) -> list[str]:
 
 
 def rows(settings: Settings, found: Discovered) -> list[dict[str, Any]]:
-    from worker.runtime.scheduler import schedules_of  # croniter: only for this command
+    from worker.schedules import schedules_of  # croniter: only for this command
 
     now = datetime.now(UTC)
     out = []

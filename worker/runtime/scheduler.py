@@ -13,73 +13,28 @@ takes it ahead of whatever backlog the queue holds (docs/maintenance.md; tests/t
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import asyncpg
 import structlog
-from croniter import croniter
 
 from worker import queue
 from worker.db import bounded, translate
 from worker.errors import DatabaseUnavailable, InvalidInput
+from worker.schedules import Schedule, schedules_of
 from worker.settings import Settings
 from worker.sql import queries
 from worker.tasks import MAINTENANCE_PRIORITY, Registry
 
-__all__ = ["MAINTENANCE_PRIORITY", "Fired", "Schedule", "Scheduler", "schedules_of"]
+__all__ = ["MAINTENANCE_PRIORITY", "Fired", "Scheduler"]
 
 log = structlog.get_logger("worker.scheduler")
 _Q = queries("operator")
 MAX_SLEEP_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    name: str
-    cron: str
-    """A cron expression in UTC; empty = disabled."""
-    task_type: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    priority: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cron.strip())
-
-    def latest_slot(self, now: datetime) -> datetime:
-        """The latest fire time at or before `now`."""
-        slot: datetime = croniter(self.cron, now + timedelta(microseconds=1)).get_prev(datetime)
-        return slot.astimezone(UTC)
-
-    def next_slot(self, now: datetime) -> datetime:
-        """The first fire time strictly after `now`."""
-        slot: datetime = croniter(self.cron, now).get_next(datetime)
-        return slot.astimezone(UTC)
-
-    def dedupe_key(self, slot: datetime) -> str:
-        return f"schedule:{self.name}:{slot.astimezone(UTC).isoformat()}"
-
-
-def schedules_of(registry: Registry, *, declared: Registry | None = None) -> list[Schedule]:
-    """The schedules the tasks declare (overrides applied; checked when the task was built). A task's first
-    schedule is named after the task (the name keys its slot in job_queue_schedule, whose check allows a-z 0-9 _:
-    other characters become _), further ones `<name>_<n>`."""
-    found = []
-    for task in registry:
-        base = re.sub(r"[^a-z0-9_]", "_", task.name)[:58]
-        for i, cron in enumerate(task.schedules):
-            name = base if i == 0 else f"{base}_{i + 1}"
-            found.append(Schedule(name, cron, task.name, priority=task.priority))
-    if declared is not None:  # what the tasks declare and an override turned off: listed, disabled (cron "")
-        named = {s.name for s in found}
-        found += [Schedule(s.name, "", s.task_type, priority=s.priority) for s in schedules_of(declared)
-                  if s.name not in named and s.task_type in registry]
-    return found
 
 
 @dataclass(frozen=True, slots=True)

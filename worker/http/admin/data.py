@@ -25,7 +25,7 @@ from worker.errors import InvalidInput
 from worker.http.inputs import query_int
 from worker.progress import attach_progress
 from worker.queue import Executor
-from worker.runtime.scheduler import schedules_of
+from worker.schedules import schedules_of
 from worker.sql import queries
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from worker.db import translate
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
 from worker.queue import Executor
 from worker.sql import queries
+from worker.statuses import FINISHED, STATUSES
 
 __all__ = [
     "ALL_TASK_TYPES",
@@ -46,8 +47,6 @@ _Q = queries("operator")
 _QUEUE = queries("queue")
 
 ALL_TASK_TYPES = "*"
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
 MAX_LIST = 1000
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")

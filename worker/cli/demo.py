@@ -35,6 +35,7 @@ from worker.runtime.daemon import Daemon
 from worker.service import build_daemon
 from worker.settings import Settings, load_settings
 from worker.sql import queries
+from worker.statuses import FINISHED
 
 __all__ = ["run_cli", "run_demo"]
 
@@ -177,7 +178,7 @@ async def _sync_once(
             if line != last:
                 say(line)
                 last = line
-            if job["status"] in ("succeeded", "failed", "cancelled"):
+            if job["status"] in FINISHED:
                 break
             await anyio.sleep(0.1)
     if scope.cancelled_caught:

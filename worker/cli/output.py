@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-__all__ = ["cell", "print_json", "print_kv", "print_table", "to_jsonable"]
+from worker.jsonvalues import json_default
 
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [to_jsonable(v) for v in value]
-    return value
+__all__ = ["cell", "print_json", "print_kv", "print_table"]
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def cell(value: Any, width: int | None = None) -> str:
@@ -37,7 +23,7 @@ def cell(value: Any, width: int | None = None) -> str:
     elif isinstance(value, datetime):
         text = value.strftime("%Y-%m-%d %H:%M:%S%z")
     elif isinstance(value, dict | list):
-        text = json.dumps(to_jsonable(value))
+        text = json.dumps(value, default=json_default)
     else:
         text = str(value)
     text = text.replace("\n", " ")

@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from worker import db, queue
+from worker.backoff import DATABASE_AWAY, Backoff
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.logs import job_lines
@@ -50,17 +51,16 @@ class Completions:
 
     async def run(self) -> None:
         """The flush loop: wait for work, gather for `flush_ms`, write, back off while the database is away."""
-        failures = 0
+        backoff = Backoff(DATABASE_AWAY)
         while True:
             await self.needed.wait()
             if self.flush_s > 0:
                 await anyio.sleep(self.flush_s)
             self.needed.clear()
             if await self.flush():
-                failures = 0
+                backoff.succeeded()
                 continue
-            failures += 1
-            await anyio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+            await anyio.sleep(backoff.failed())
             self.needed.set()
 
     async def flush(self) -> bool:

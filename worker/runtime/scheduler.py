@@ -12,7 +12,6 @@ takes it ahead of whatever backlog the queue holds (docs/maintenance.md; tests/t
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import asyncpg
 import structlog
 
 from worker import queue
+from worker.backoff import SCHEDULER_AWAY, Backoff
 from worker.db import bounded, translate
 from worker.errors import DatabaseUnavailable, InvalidInput
 from worker.schedules import Schedule, schedules_of
@@ -136,14 +136,13 @@ class Scheduler:
     async def run(self) -> None:
         """The daemon's supervised loop: tick at every slot; database trouble is waited out, not fatal."""
         log.info("scheduler.started", schedules=[(s.name, s.cron) for s in self.active()])
-        failures = 0
+        backoff = Backoff(SCHEDULER_AWAY)
         while True:
             try:
                 await self.tick()
-                failures = 0
+                backoff.succeeded()
                 delay = self.seconds_until_next()
             except DatabaseUnavailable as exc:
-                failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
+                delay = backoff.failed()
                 log.warning("scheduler.database_unavailable", error=str(exc), retry_in_s=round(delay, 2))
             await anyio.sleep(delay)

@@ -37,6 +37,7 @@ from worker.http.app import describe_failure
 from worker.http.inputs import HttpProblem, read_json_object
 from worker.http.runjobs import run_jobs
 from worker.sql import queries
+from worker.statuses import ACTIVE
 
 if TYPE_CHECKING:
     from worker.runtime.daemon import Daemon
@@ -51,7 +52,7 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 # action -> (the statuses a filtered selection must name, what the action does)
 BULK_STATUSES = {
     "retry": ("failed", "cancelled"),
-    "cancel": ("pending", "running"),
+    "cancel": ACTIVE,
     "archive": operations.FINISHED,
 }
 

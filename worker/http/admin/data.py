@@ -13,8 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +22,7 @@ from worker import operations, queue
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.http.inputs import query_int
+from worker.jsonvalues import json_default
 from worker.progress import attach_progress
 from worker.queue import Executor
 from worker.schedules import schedules_of
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from worker.runtime.daemon import Daemon
 
 __all__ = [
-    "MAX_BULK", "MAX_PAGE", "JobFilter", "Overview", "dumps", "job_detail", "json_default", "list_jobs",
+    "MAX_BULK", "MAX_PAGE", "JobFilter", "Overview", "dumps", "job_detail", "list_jobs",
     "parse_limit", "select_ids",
 ]
 
@@ -43,16 +43,6 @@ MAX_BULK = 1000
 MAX_ERROR_TEXT = 200
 COUNTS_TTL_S = 2.0
 FILTER_KEYS = ("status", "task_type", "since", "until", "error")
-
-
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def dumps(value: Any) -> bytes:

@@ -21,8 +21,10 @@ from worker import history, queue
 from worker.errors import DatabaseUnavailable, InvalidInput, JobNotFound
 from worker.http.admin.api import AdminContext, operator_view_workers
 from worker.http.admin.auth import Principal, same_origin_problem
-from worker.http.admin.data import FILTER_KEYS, JobFilter, job_detail, json_default, list_jobs
+from worker.http.admin.data import FILTER_KEYS, JobFilter, job_detail, list_jobs
 from worker.http.inputs import HttpProblem, read_body
+from worker.jsonvalues import json_default
+from worker.statuses import STATUSES
 
 __all__ = ["page_routes"]
 
@@ -129,7 +131,7 @@ def page_routes(ctx: AdminContext) -> list[BaseRoute]:
         except DatabaseUnavailable:
             return render("error.html", status=503, message="The database is unavailable; try again shortly.")
         return render("overview.html", csrf=auth.csrf_token(sid), o=data, page=page, params=params,
-                      filter_error=error, statuses=("pending", "running", "succeeded", "failed", "cancelled"),
+                      filter_error=error, statuses=STATUSES,
                       fleet=fleet, tracks=tracks, windows=list(history.WINDOWS))
 
     async def job_page(request: Request) -> Response:

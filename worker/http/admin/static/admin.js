@@ -3,8 +3,9 @@
 "use strict";
 (function () {
   const REFRESH_MS = 2000;
-  const STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"];
   const body = document.body;
+  // The job statuses come from the page (worker/statuses.py via data-statuses), never from a list of our own.
+  const STATUSES = (body.dataset.statuses || "").split(" ").filter(Boolean);
   const csrf = body.dataset.csrf || "";
   const $ = (sel) => document.querySelector(sel);
 

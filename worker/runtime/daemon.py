@@ -286,7 +286,8 @@ class Daemon:
     async def _claim(self, free: int, *, recover: bool) -> list[Job]:
         """Claim up to `free` jobs in one statement (when `recover`, the same statement recovers leases) and
         start those that fit before the connection goes back to the pool: asyncpg's release takes a trip through
-        the event loop, which the jobs' first steps then share (an idle worker's wake-up ~0.1 ms sooner)."""
+        the event loop, which the jobs' first steps then share (figures: docs/performance.md, "Figures moved
+        out of code comments")."""
         recovered: list[dict[str, Any]] = []
         async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
             if recover:

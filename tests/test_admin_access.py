@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 from starlette.responses import Response
 
-from tests.admin_helpers import BEARER, TOKEN, admin_daemon, browser_headers, origin, sign_in
-from tests.http_helpers import http_daemon
+from tests.support.admin import BEARER, TOKEN, admin_daemon, browser_headers, origin, sign_in
+from tests.support.http import http_daemon
 from worker.http.admin.auth import COOKIE, AdminAuth
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.admin_helpers import BEARER, admin_daemon, enqueue, status_of, until_status
+from tests.support.admin import BEARER, admin_daemon, enqueue, status_of, until_status
 from worker import operations
 
 
@@ -36,14 +36,14 @@ async def test_overview_counts_throughput_failure_rate_paused_schedules_listener
             await until_status(conn, job_id, "succeeded")
         await until_status(conn, bad, "failed")
         await operations.pause(conn, "flaky", by="test")
-        await enqueue(conn, "flaky")
+        await enqueue(conn, "flaky", run_at=datetime.now(UTC) - timedelta(minutes=10))  # due 10 minutes ago
         o = await _get(client, "/overview")
     assert o["totals"] == {"pending": 1, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
     by_type = {t["task_type"]: t for t in o["by_task_type"]}
     assert by_type["noop"]["succeeded"] == 2 and by_type["boom"]["failed"] == 1 and by_type["flaky"]["pending"] == 1
     assert o["last_hour"]["succeeded"] == 2 and o["last_hour"]["attempts"] == 3
     assert o["last_hour"]["failure_rate"] == round(1 / 3, 4)
-    assert o["oldest_due_pending"]["count"] == 1 and o["oldest_due_pending"]["age_s"] >= 0
+    assert o["oldest_due_pending"]["count"] == 1 and 600 <= o["oldest_due_pending"]["age_s"] < 900
     assert [p["task_type"] for p in o["paused"]] == ["flaky"] and o["globally_paused"] is False
     schedules = {s["name"]: s for s in o["schedules"]}
     assert schedules["cleanup"]["cron"] == "15 3 * * *" and schedules["cleanup"]["enabled"] is True

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.operator_support import count_jobs, execute, fetch, fetchval, make_job_sync, snapshot
+from tests.support.rows import count_jobs, execute, fetch, fetchval, make_job_sync, snapshot
 from worker.cli.main import main
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 import asyncpg
 
-from tests.helpers import make_settings
-from tests.operator_support import make_job
+from tests.support.daemon import make_settings
+from tests.support.rows import make_job
 from worker import operations
 from worker.builtin import default_registry
 from worker.cli.doctor import Check, failed, run_checks

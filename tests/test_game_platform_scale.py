@@ -14,9 +14,9 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
+from tests.support.daemon import wait_for
+from tests.support.game_platform import API_KEY, Platform, seed_competitors
+from tests.support.procs import WorkerProcess, worker_env
 from worker import queue
 from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import Simulator, serve_simulator

@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.admin_helpers import BEARER, admin_daemon
-from tests.helpers import make_settings
+from tests.support.admin import BEARER, admin_daemon
+from tests.support.daemon import make_settings
 from worker import history, nodes
 from worker.metrics import Metrics
 from worker.schedules import Schedule

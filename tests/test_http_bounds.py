@@ -20,10 +20,10 @@ import pytest
 import uvicorn
 from structlog.testing import capture_logs
 
-from tests.admin_helpers import BEARER, admin_daemon, enqueue
-from tests.hostile_support import FINGERPRINT
-from tests.http_helpers import SECRET, auth
-from tests.procs import WorkerProcess, worker_env
+from tests.support.admin import BEARER, admin_daemon, enqueue
+from tests.support.hostile import FINGERPRINT
+from tests.support.http import SECRET, auth
+from tests.support.procs import WorkerProcess, worker_env
 from worker import operations, queue
 from worker.http import inputs
 from worker.http.inputs import MAX_JSON_DEPTH

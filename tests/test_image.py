@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.test_lock import RUNTIME_LOCK, _pins
+from tests.unit.test_lock import RUNTIME_LOCK, _pins
 from worker.cli.pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 from structlog.testing import capture_logs
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.queue import Finished, Job, NewJob

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from tests.helpers import make_settings
+from tests.support.daemon import make_settings
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.cli.doctor import Check, run_checks

@@ -9,16 +9,13 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.claim_plans import claim_plans, nodes, sorts_over_job_queue
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.claim_plans import claim_plans, nodes, sorts_over_job_queue
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.rows import status_of
 from worker import operations, queue
 from worker.builtin import default_registry
 from worker.cli.main import main
 from worker.errors import InvalidInput
-
-
-async def status_of(conn: asyncpg.Connection, job_id: object) -> str:
-    return str(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id))
 
 
 async def test_a_paused_task_type_stays_pending_while_others_run_and_runs_after_resume(

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db
 from worker.cli.pgcluster import Cluster, find_bindir, throwaway_cluster
 from worker.migrate import migrate

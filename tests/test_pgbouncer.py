@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import SERVER_URL
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.cli.pgcluster import free_port

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.cli import pgcluster

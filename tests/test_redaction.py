@@ -16,8 +16,8 @@ import httpx
 import pytest
 import structlog
 
-from tests.helpers import make_settings, wait_for
-from tests.sentry_receiver import SentryReceiver
+from tests.support.daemon import make_settings, wait_for
+from tests.support.sentry_receiver import SentryReceiver
 from worker.logs import configure_logging, install_redaction
 from worker.redaction import REDACTED, Redactor
 

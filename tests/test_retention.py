@@ -7,8 +7,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
-from tests.operator_support import make_job
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.rows import make_job
 from worker import operations, queue
 from worker.builtin import default_registry
 from worker.errors import JobNotFound, JobStateConflict

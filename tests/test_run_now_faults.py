@@ -12,9 +12,9 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import worker_env
-from tests.tcpproxy import TcpProxy
+from tests.support.daemon import wait_for
+from tests.support.procs import worker_env
+from tests.support.tcpproxy import TcpProxy
 from worker import queue
 
 LEASE_S = 3.0

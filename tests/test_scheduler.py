@@ -10,7 +10,7 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db
 from worker.builtin import default_registry
 from worker.errors import ConfigError

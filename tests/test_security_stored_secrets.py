@@ -19,9 +19,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.game_platform_fixtures import Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
+from tests.support.daemon import wait_for
+from tests.support.game_platform import Platform, seed_competitors
+from tests.support.procs import WorkerProcess, worker_env
 from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import player_id
 from worker.queue import Finished, Job

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import make_settings
-from tests.procs import worker_env
+from tests.support.daemon import make_settings
+from tests.support.procs import worker_env
 from worker.builtin import default_registry
 from worker.errors import ConfigError
 from worker.schedules import schedules_of

@@ -12,7 +12,8 @@ import asyncpg
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.rows import status_of
 from worker import queue
 from worker.builtin import default_registry
 from worker.errors import PermanentJobError
@@ -87,11 +88,6 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 async def enqueue(conn: asyncpg.Connection, task_type: str, payload: dict[str, Any] | None = None,
                   **kw: Any) -> uuid.UUID:
     return (await queue.enqueue(conn, queue.NewJob(task_type, payload or {}, **kw))).id
-
-
-async def status_of(conn: asyncpg.Connection, job_id: uuid.UUID) -> str | None:
-    value = await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id)
-    return None if value is None else str(value)
 
 
 async def until_status(conn: asyncpg.Connection, job_id: uuid.UUID, status: str, timeout_s: float = 10) -> None:

@@ -1,6 +1,6 @@
 """The game platform simulator as a pytest fixture, and helpers to seed competitors.
 
-Use from a test module with `pytest_plugins = ["tests.game_platform_fixtures"]`; then a test asks for
+Use from a test module with `pytest_plugins = ["tests.support.game_platform"]`; then a test asks for
 `platform` and gets the running simulator (real HTTP on 127.0.0.1, a free port) and ready-made settings.
 """
 
@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from tests.helpers import make_settings
+from tests.support.daemon import make_settings
 from worker.game_platform.client import GamePlatformClient
 from worker.game_platform.simulator import Simulator, player_id, serve_simulator
 from worker.settings import Settings

@@ -1,23 +1,16 @@
-"""Support for the hostile-input tests: a module-scoped database, a fingerprint of every row, JSON strategies
+"""Support for the hostile-input tests: a fingerprint of every row, JSON strategies
 (well-formed values, and JSON text beyond the HTTP port's bounds: nesting, huge or non-finite numbers, Unicode
 digits)."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator
-from typing import Any
-
-import asyncpg
-import pytest
 from hypothesis import strategies as st
 
-from tests.conftest import _admin, db_url
+from tests.support.rows import fetch, fetchval
 
 __all__ = [
-    "FINGERPRINT", "fingerprint", "hostile_json", "job_states", "json_objects", "json_values", "module_database",
-    "odd_integers", "printable",
+    "FINGERPRINT", "fingerprint", "hostile_json", "job_states", "json_objects", "json_values", "odd_integers",
+    "printable",
 ]
 
 FINGERPRINT = """
@@ -29,51 +22,15 @@ SELECT md5(coalesce((SELECT string_agg(id::text || status || attempts || updated
 """
 
 
-@pytest.fixture(scope="module")
-def module_database(template_db: str) -> Iterator[str]:
-    """A fresh migrated database shared by one test module (for a daemon shared by its tests)."""
-    name = f"worker_m_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
-    yield db_url(name)
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def fingerprint(url: str) -> str:
     """Every row that matters, summed up: equal before and after means nothing changed."""
-
-    async def read() -> str:
-        conn = await asyncpg.connect(url)
-        try:
-            return str(await conn.fetchval(FINGERPRINT))
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())
+    return str(fetchval(url, FINGERPRINT))
 
 
 def job_states(url: str) -> dict[str, tuple[str, int, str]]:
     """Every job row: id -> (status, attempts, updated_at)."""
-
-    async def read() -> dict[str, tuple[str, int, str]]:
-        conn = await asyncpg.connect(url)
-        try:
-            rows = await conn.fetch("SELECT id::text, status, attempts, updated_at::text FROM job_queue")
-            return {r["id"]: (r["status"], r["attempts"], r["updated_at"]) for r in rows}
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())
-
-
-def execute(url: str, sql: str, *args: Any) -> Any:
-    async def run() -> Any:
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetchval(sql, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    rows = fetch(url, "SELECT id::text, status, attempts, updated_at::text FROM job_queue")
+    return {r["id"]: (r["status"], r["attempts"], r["updated_at"]) for r in rows}
 
 
 printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)

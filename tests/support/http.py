@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 import httpx
 
-from tests.helpers import make_settings, running_daemon
+from tests.support.daemon import make_settings, running_daemon
 from worker import queue
 from worker.builtin import default_registry
 from worker.http import HttpServer

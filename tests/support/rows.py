@@ -1,4 +1,5 @@
-"""Helpers for the operator-tools tests: synchronous SQL for CLI tests, and job fixtures in given states."""
+"""Rows: synchronous SQL for tests that run `main()` or Hypothesis (fetch, fetchval, execute), the status of a
+job, and job fixtures in given states."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ def fetchval(url: str, query: str, *args: Any) -> Any:
     return asyncio.run(_run(url, query, args, "fetchval"))
 
 
-def execute(url: str, query: str, *args: Any) -> None:
-    asyncio.run(_run(url, query, args, "execute"))
+def execute(url: str, query: str, *args: Any) -> Any:
+    return asyncio.run(_run(url, query, args, "execute"))
+
+
+async def status_of(conn: asyncpg.Connection, job_id: uuid.UUID | str) -> str | None:
+    """The status of one job (None: no such row): the one helper the tests use for it."""
+    value = await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", uuid.UUID(str(job_id)))
+    return None if value is None else str(value)
 
 
 INSERT_JOB = """

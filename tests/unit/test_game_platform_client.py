@@ -10,7 +10,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from tests.game_platform_fixtures import API_KEY, Platform
+from tests.support.game_platform import API_KEY, Platform
 from worker.errors import WorkerError
 from worker.game_platform.client import backoff_delay, parse_retry_after
 from worker.game_platform.errors import (

@@ -13,7 +13,7 @@ import pytest
 
 from worker.metrics import Metrics
 
-RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
 

@@ -2,7 +2,7 @@
 
     python -m bench.bench_scaleout [--jobs 100000] [--processes 1 2 4] [--concurrency 10] [--runs 1]
 
-PostgreSQL is a throwaway cluster (worker/pgcluster.py: stock settings apart from the cluster helper's own
+PostgreSQL is a throwaway cluster (worker/cli/pgcluster.py: stock settings apart from the cluster helper's own
 fsync=off and max_connections=100) with password authentication (scram-sha-256 over TCP, a login role with a
 password in the URL, as in production). The 100,000 jobs are enqueued once into a template database; each run
 drains a fresh copy (CREATE DATABASE ... TEMPLATE). Each process is exactly `worker run` with the bench's
@@ -37,7 +37,7 @@ import psutil
 from bench.procs import WorkerProcess
 from bench.sys_worker import REMAINING_SQL, SUCCEEDED_SQL, enqueue_noop, install
 from bench.systems import System
-from worker.pgcluster import Cluster, throwaway_cluster
+from worker.cli.pgcluster import Cluster, throwaway_cluster
 
 ROLE, PASSWORD = "bench_scaleout", "bench-Pa55word"
 WAITS_SQL = """

@@ -26,8 +26,8 @@ import asyncpg
 
 from bench.procs import REPO_ROOT, clean_env
 from worker import db, queue
+from worker.cli.pgcluster import Cluster, throwaway_cluster
 from worker.migrate import migrate
-from worker.pgcluster import Cluster, throwaway_cluster
 from worker.queue import NewJob
 
 USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"

@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 
 from bench import latency
-from worker.prefetch import ahead_batches
+from worker.runtime.claim_ahead import ahead_batches
 
 __all__ = [
     "MODES", "REMAINING_SQL", "SUCCEEDED_SQL", "Ceiling", "LatencyEnqueuer", "enqueue_noop", "install",

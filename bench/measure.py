@@ -17,7 +17,7 @@ import asyncpg
 
 from bench.procs import WorkerProcess
 from bench.systems import System, adapter
-from worker.pgcluster import throwaway_cluster
+from worker.cli.pgcluster import throwaway_cluster
 
 __all__ = ["Options", "drain_once", "fresh_database", "idle_and_latency", "password_server"]
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.helpers import make_settings
+from tests.support.daemon import make_settings
 from worker import db, history, nodes
 from worker.sql import queries
 

@@ -66,11 +66,11 @@ def preload() -> None:
     import anyio
 
     import bench.worker_latency_task  # noqa: F401
-    import worker.cli
-    import worker.daemon
+    import worker.cli.main
+    import worker.runtime.daemon
     import worker.service
 
-    worker.cli.build_parser()
+    worker.cli.main.build_parser()
     anyio.run(anyio.sleep, 0)
 
 
@@ -79,6 +79,6 @@ def run_worker(concurrency: int, batch_size: int | None, latency: bool) -> int:
         from bench.worker_latency_task import main
 
         return main()
-    from worker.cli import main as cli_main
+    from worker.cli.main import main as cli_main
 
     return cli_main(["run"])

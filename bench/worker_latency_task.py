@@ -1,6 +1,6 @@
 """`worker run` plus one bench-only task type, `bench_latency`, whose handler records now - enqueue time.
 
-Same settings, daemon and default registry as `worker run` (worker/cli.py): only the registry gains a task.
+Same settings, daemon and default registry as `worker run` (worker/cli/main.py): only the registry gains a task.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from bench import latency
 from worker.builtin import default_registry
 from worker.errors import ConfigError, WorkerError
-from worker.observability import configure_logging
+from worker.logs import configure_logging
 from worker.service import serve
 from worker.settings import Settings, load_settings
 from worker.tasks import Registry, Task, TaskContext

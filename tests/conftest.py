@@ -16,7 +16,7 @@ from worker import db
 from worker.migrate import migrate
 
 # The game platform simulator fixture (`platform`) lives beside its helpers.
-pytest_plugins = ["tests.game_platform_fixtures"]
+pytest_plugins = ["tests.support.game_platform"]
 
 SERVER_URL = os.environ.get("WORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -82,6 +82,15 @@ def empty_database_url() -> Iterator[str]:
     """URL of a fresh database with no schema at all."""
     name = f"worker_e_{uuid.uuid4().hex[:12]}"
     _run(_admin(f'CREATE DATABASE "{name}"'))
+    yield db_url(name)
+    _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def module_database(template_db: str) -> Iterator[str]:
+    """A fresh migrated database shared by one test module (for a daemon shared by its tests)."""
+    name = f"worker_m_{uuid.uuid4().hex[:12]}"
+    _run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     yield db_url(name)
     _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncpg
 from starlette.responses import Response
 
-from tests.admin_helpers import BEARER, TOKEN, admin_daemon, browser_headers, origin, sign_in
-from tests.http_helpers import http_daemon
-from worker.http.admin_auth import COOKIE, AdminAuth
+from tests.support.admin import BEARER, TOKEN, admin_daemon, browser_headers, origin, sign_in
+from tests.support.http import http_daemon
+from worker.http.admin.auth import COOKIE, AdminAuth
 
 
 async def test_admin_is_off_without_a_token(database_url: str) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
-from tests.admin_helpers import TOKEN, admin_daemon, enqueue, status_of, until_status
+from tests.support.admin import TOKEN, admin_daemon, enqueue, status_of, until_status
 from tests.test_admin_escaping import INJECTED
 
 pytestmark = [

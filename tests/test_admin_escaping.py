@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.admin_helpers import admin_daemon, enqueue, sign_in, until_status
+from tests.support.admin import admin_daemon, enqueue, sign_in, until_status
 
 INJECTED = "<script>alert('xss')</script><img src=x onerror=alert(1)>"
 

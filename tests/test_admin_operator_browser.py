@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.admin_helpers import TOKEN, admin_daemon
-from tests.procs import WorkerProcess, worker_env
-from worker.scheduler import Schedule
+from tests.support.admin import TOKEN, admin_daemon
+from tests.support.procs import WorkerProcess, worker_env
+from worker.schedules import Schedule
 
 pytestmark = [
     pytest.mark.browser,

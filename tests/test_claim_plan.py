@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.claim_plans import claim_plans, nodes, sorts_over_job_queue
+from tests.support.claim_plans import claim_plans, nodes, sorts_over_job_queue
 from worker import queue
 from worker.sql import queries
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.operator_support import count_jobs, execute, fetch, fetchval, make_job_sync, snapshot
-from worker.cli import main
+from tests.support.rows import count_jobs, execute, fetch, fetchval, make_job_sync, snapshot
+from worker.cli.main import main
 
 
 @pytest.fixture
@@ -292,7 +292,7 @@ def test_every_command_in_the_playbook_parses() -> None:
     import shlex
     from pathlib import Path
 
-    from worker.cli import build_parser
+    from worker.cli.main import build_parser
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "playbook.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
@@ -324,9 +324,10 @@ def test_the_cli_parser_loads_no_http_stack_and_no_other_face() -> None:
     # at start (httpx, Starlette and uvicorn were ~140 ms of a daemon's start-up).
     code = (
         "import sys\n"
-        "from worker.cli import build_parser\n"
+        "from worker.cli.main import build_parser\n"
         "build_parser().parse_args(['run'])\n"
-        "heavy = ('httpx', 'starlette', 'uvicorn', 'worker.doctor', 'worker.demo', 'worker.game_platform.simulator')\n"
+        "heavy = ('httpx', 'starlette', 'uvicorn', 'worker.cli.doctor', 'worker.cli.demo',\n"
+        "         'worker.game_platform.simulator')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

@@ -5,10 +5,10 @@ import asyncio
 import asyncpg
 
 from worker import queue
-from worker.completions import Completions
 from worker.hooks import Hooks
 from worker.queue import NewJob
-from worker.runner import success
+from worker.runtime.completions import Completions
+from worker.runtime.runner import success
 
 
 async def test_two_flushes_at_once_write_each_attempt_once(conn: asyncpg.Connection, pool: asyncpg.Pool) -> None:

@@ -9,21 +9,18 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from structlog.testing import capture_logs
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.rows import status_of
 from worker import queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
-from worker.prefetch import AHEAD_MAX_BATCHES
 from worker.queue import NewJob
+from worker.runtime.claim_ahead import AHEAD_MAX_BATCHES
+from worker.runtime.daemon import Daemon
 from worker.tasks import Registry, Task, TaskContext
 
 
 class Empty(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-async def _status(conn: asyncpg.Connection, job_id: object) -> str:
-    return str(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id))
 
 
 async def test_job_succeeds_with_its_result_and_a_ledger_row(database_url: str, conn: asyncpg.Connection) -> None:
@@ -44,7 +41,7 @@ async def test_job_succeeds_with_its_result_and_a_ledger_row(database_url: str, 
 
 
 async def _is(conn: asyncpg.Connection, job_id: object, status: str) -> bool:
-    return await _status(conn, job_id) == status
+    return await status_of(conn, job_id) == status
 
 
 async def test_failing_job_is_retried_with_backoff_then_failed_with_last_error(
@@ -83,7 +80,7 @@ async def test_task_types_without_a_handler_stay_pending(database_url: str, conn
         other = await queue.enqueue(conn, NewJob("not_here"))
         mine = await queue.enqueue(conn, NewJob("noop"))
         await wait_for(lambda: _is(conn, mine.id, "succeeded"))
-    assert await _status(conn, other.id) == "pending"
+    assert await status_of(conn, other.id) == "pending"
 
 
 async def test_job_inserted_by_plain_sql_starts_long_before_the_poll_interval(
@@ -167,7 +164,7 @@ async def test_graceful_stop_lets_short_jobs_finish_and_hands_long_ones_back(
         stop_started = time.monotonic()
         daemon.stop()
     assert time.monotonic() - stop_started < settings.shutdown_grace_s + 5
-    assert await _status(conn, short.id) == "succeeded"
+    assert await status_of(conn, short.id) == "succeeded"
     row = await queue.get_job(conn, long.id)
     assert row["status"] == "pending" and row["attempts"] == 0 and row["locked_by"] is None
     runs = await queue.job_runs(conn, long.id)
@@ -231,7 +228,7 @@ async def test_a_crashed_loop_stops_the_daemon_with_exit_code_1(database_url: st
 def test_run_with_invalid_settings_exits_2_before_connecting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], missing: str
 ) -> None:
-    from worker.cli import main
+    from worker.cli.main import main
 
     monkeypatch.delenv(missing, raising=False)
     monkeypatch.setenv("WORKER_CONCURRENCY", "-4")

@@ -13,8 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.helpers import make_settings, wait_for
-from tests.procs import WorkerProcess, worker_env
+from tests.support.daemon import make_settings, wait_for
+from tests.support.procs import WorkerProcess, worker_env
 from worker import queue
 from worker.discovery import discover
 from worker.errors import ConfigError

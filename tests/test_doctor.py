@@ -10,12 +10,12 @@ from typing import Any
 import anyio
 import asyncpg
 
-from tests.helpers import make_settings
-from tests.operator_support import make_job
-from worker import operator
+from tests.support.daemon import make_settings
+from tests.support.rows import make_job
+from worker import operations
 from worker.builtin import default_registry
-from worker.doctor import Check, failed, run_checks
-from worker.scheduler import schedules_of
+from worker.cli.doctor import Check, failed, run_checks
+from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nothing"
@@ -72,7 +72,7 @@ async def test_an_old_due_pending_job_fails_unless_its_type_is_paused(database_u
     await make_job(conn, status="pending", age_s=3600)
     got = (await checks(database_url))["oldest_pending"]
     assert got.status == "fail" and "1 due" in got.figure
-    await operator.pause(conn, "noop")
+    await operations.pause(conn, "noop")
     assert (await checks(database_url))["oldest_pending"].status == "pass"
 
 
@@ -85,8 +85,8 @@ async def test_permanent_failures_in_the_last_hour_fail(database_url: str, conn:
 
 
 async def test_paused_task_types_are_reported(database_url: str, conn: asyncpg.Connection) -> None:
-    await operator.pause(conn, "noop")
-    await operator.pause(conn)
+    await operations.pause(conn, "noop")
+    await operations.pause(conn)
     got = (await checks(database_url))["paused"]
     assert got.status == "warn" and got.figure == "all task types, noop"
 

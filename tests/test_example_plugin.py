@@ -20,8 +20,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import worker_env
+from tests.support.daemon import wait_for
+from tests.support.procs import worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "greetings"
@@ -33,7 +33,7 @@ TICKS = """
 import asyncio, json, sys
 from datetime import UTC, datetime, timedelta
 from worker.discovery import discover
-from worker.scheduler import Scheduler, schedules_of
+from worker.runtime.scheduler import Scheduler, schedules_of
 from worker.service import create_work_pool
 from worker.settings import Settings
 

@@ -1,6 +1,6 @@
 """The database going away under a running `worker run` process.
 
-The daemon connects THROUGH a TCP proxy (tests/tcpproxy.py) that drops every connection, black-holes them, or
+The daemon connects THROUGH a TCP proxy (tests/support/tcpproxy.py) that drops every connection, black-holes them, or
 refuses new ones; the test's own connection goes straight to the server. Whatever the fault: /readyz turns 503
 within a few seconds, the process never exits, no job is marked failed for want of a database, jobs inserted
 during the outage run after it, and LISTEN is back after it (a job inserted once ready starts at once although
@@ -19,9 +19,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
-from tests.tcpproxy import Mode, TcpProxy
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.tcpproxy import Mode, TcpProxy
 
 OUTAGE_S = 3.0
 # Poll and lease-recovery sweep (which also claims) far beyond the test: only NOTIFY (or the listener's

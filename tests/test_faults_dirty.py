@@ -1,4 +1,4 @@
-"""Dirty faults on the work connection, against real `worker run` processes behind a TCP proxy (tests/tcpproxy.py):
+"""Dirty faults on the work connection, against `worker run` processes behind a TCP proxy (tests/support/tcpproxy.py):
 
 * a black-holed work connection in poll mode (no LISTEN, as behind a pooler): the daemon's own queries have a
   client-side deadline, the hung connection is discarded, and a job inserted after the path heals runs within
@@ -18,10 +18,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
-from tests.tcpproxy import TcpProxy
-from worker.daemon import SHUTDOWN_WRITE_S
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.rows import status_of
+from tests.support.tcpproxy import TcpProxy
+from worker.runtime.daemon import SHUTDOWN_WRITE_S
 from worker.service import POOL_CLOSE_S
 
 HTTP = {"WORKER_HTTP_ENABLED": "true", "WORKER_HTTP_HOST": "127.0.0.1", "WORKER_HTTP_PORT": "0"}
@@ -30,10 +31,6 @@ HTTP = {"WORKER_HTTP_ENABLED": "true", "WORKER_HTTP_HOST": "127.0.0.1", "WORKER_
 async def _insert(conn: asyncpg.Connection, sleep_s: float = 0.0) -> uuid.UUID:
     payload = {"sleep_s": sleep_s} if sleep_s else {}
     return await conn.fetchval("INSERT INTO job_queue (task_type, payload) VALUES ('noop', $1) RETURNING id", payload)
-
-
-async def _status(conn: asyncpg.Connection, job_id: uuid.UUID) -> str:
-    return str(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", job_id))
 
 
 @contextlib.asynccontextmanager
@@ -97,7 +94,7 @@ async def test_a_black_holed_work_connection_in_poll_mode_is_discarded_and_jobs_
 
 
 async def _is(conn: asyncpg.Connection, job_id: uuid.UUID, status: str) -> bool:
-    return await _status(conn, job_id) == status
+    return await status_of(conn, job_id) == status
 
 
 @pytest.mark.slow
@@ -126,4 +123,4 @@ async def test_sigterm_during_an_outage_ends_within_the_grace_period_plus_the_bo
         finally:
             proc.cleanup()
     # The job is still `running` under the dead worker's lease; recovery puts it back when the lease expires.
-    assert await _status(conn, job) == "running"
+    assert await status_of(conn, job) == "running"

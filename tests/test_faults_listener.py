@@ -5,8 +5,8 @@ end (each close of an old connection firing asyncpg's termination callback after
 the new one look lost), and `/readyz` must answer 200 again within seconds. A listener whose every new connection
 dies at once must back off rather than reconnect in a tight loop.
 
-The process test runs `python -m worker run` with only the LISTEN URL through tests/tcpproxy.py (work goes
-straight to the server); the in-process tests drive `worker.listener.Listener` alone.
+The process test runs `python -m worker run` with only the LISTEN URL through tests/support/tcpproxy.py (work goes
+straight to the server); the in-process tests drive `worker.runtime.listener.Listener` alone.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
-from tests.tcpproxy import TcpProxy
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.tcpproxy import TcpProxy
 from worker.backoff import RECONNECT_BASE_S, Backoff, reconnect_policy
-from worker.listener import Listener
+from worker.runtime.listener import Listener
 
 # worker_env's probe timeout is 1 s: the black hole lasts well past it (and past a connect attempt's 2 s timeout).
 BLACKHOLE_S = 3.0

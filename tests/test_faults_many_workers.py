@@ -9,8 +9,8 @@ import time
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env, workers
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env, workers
 
 JOBS = 2000
 

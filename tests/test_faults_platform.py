@@ -1,4 +1,4 @@
-"""The game platform misbehaving under a running daemon (the simulator of tests/game_platform_fixtures.py): 5xx
+"""The game platform misbehaving under a running daemon (the simulator of tests/support/game_platform.py): 5xx
 bursts, 429 storms, timeouts, truncated and garbage bodies, slow bodies. The sync retries as specified (each
 transient fault costs exactly one more request), records per-competitor errors when a batch never recovers,
 fails the attempt (and the queue retries it) only when everything failed, and the daemon stays healthy."""
@@ -12,12 +12,12 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.http_helpers import http_daemon
+from tests.support.daemon import wait_for
+from tests.support.game_platform import API_KEY, Platform, seed_competitors
+from tests.support.http import http_daemon
 from worker import queue
-from worker.daemon import Daemon
 from worker.game_platform.sync import MAX_ERRORS
+from worker.runtime.daemon import Daemon
 
 COMPETITORS = 250  # three batches of 100
 

@@ -14,8 +14,8 @@ import time
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env, workers
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env, workers
 
 LEASE_S = 2.0
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.game_platform_fixtures import Platform, seed_competitors
-from tests.helpers import running_daemon, wait_for
+from tests.support.daemon import running_daemon, wait_for
+from tests.support.game_platform import Platform, seed_competitors
 from worker import queue
 from worker.builtin import default_registry
 from worker.queue import NewJob

@@ -14,15 +14,15 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
+from tests.support.daemon import wait_for
+from tests.support.game_platform import API_KEY, Platform, seed_competitors
+from tests.support.procs import WorkerProcess, worker_env
 from worker import queue
 from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import Simulator, serve_simulator
 from worker.game_platform.sync import MAX_ERRORS, SyncCounters, sync_all_competitor_game_stats
 from worker.game_platform.task import game_platform_sync_task
-from worker.runner import execute
+from worker.runtime.runner import execute
 from worker.tasks import TaskContext
 
 COMPETITORS = 3000

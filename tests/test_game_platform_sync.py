@@ -12,7 +12,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from tests.game_platform_fixtures import Platform, seed_competitors
+from tests.support.game_platform import Platform, seed_competitors
 from worker.errors import InvalidPayload
 from worker.game_platform.errors import PlatformAuthError, SyncFailed
 from worker.game_platform.simulator import player_id
@@ -278,17 +278,22 @@ async def _handler(platform: Platform, pool: asyncpg.Pool, payload: dict[str, An
     return await game_platform_sync(task.parse(payload), ctx)
 
 
+COACH = "6f1c7b0e-4a55-4a52-9a5c-3c1f0f6c2b11"
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "expected"),
     [
-        {},
-        {"dryRun": True, "coachId": None, "staleAfterMinutes": None},
-        {"dry_run": True, "coach_id": "6f1c7b0e-4a55-4a52-9a5c-3c1f0f6c2b11", "stale_after_minutes": 60},
-        {"dryRun": False, "coachId": "6f1c7b0e-4a55-4a52-9a5c-3c1f0f6c2b11", "staleAfterMinutes": 5},
+        ({}, (False, None, None)),
+        ({"dryRun": True, "coachId": None, "staleAfterMinutes": None}, (True, None, None)),
+        ({"dry_run": True, "coach_id": COACH, "stale_after_minutes": 60}, (True, COACH, 60)),
+        ({"dryRun": False, "coachId": COACH, "staleAfterMinutes": 5}, (False, COACH, 5)),
     ],
 )
-def test_payload_accepts_camel_and_snake_case(payload: dict[str, Any]) -> None:
-    game_platform_sync_task().parse(payload)
+def test_payload_accepts_camel_and_snake_case(payload: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    parsed = game_platform_sync_task().parse(payload)
+    coach = None if parsed.coach_id is None else str(parsed.coach_id)
+    assert (parsed.dry_run, coach, parsed.stale_after_minutes) == expected
 
 
 @pytest.mark.parametrize(

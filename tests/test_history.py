@@ -10,11 +10,11 @@ from typing import Any
 
 import asyncpg
 
-from tests.admin_helpers import BEARER, admin_daemon
-from tests.helpers import make_settings
+from tests.support.admin import BEARER, admin_daemon
+from tests.support.daemon import make_settings
 from worker import history, nodes
 from worker.metrics import Metrics
-from worker.scheduler import Schedule
+from worker.schedules import Schedule
 from worker.sql import queries
 
 _H = queries("history")

@@ -1,4 +1,4 @@
-"""Hostile CLI arguments (hypothesis), run in-process through worker.cli.main([...]): every input ends with exit
+"""Hostile CLI arguments (hypothesis), run in-process through worker.cli.main.main([...]): every input ends with exit
 0, or 1/2 and a one-line `worker: error: ...` on stderr, never a traceback; a refused command changes no row."""
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from asyncpg.connect_utils import _parse_connect_dsn_and_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_support import fingerprint, json_objects, json_values, module_database, printable
-from worker.cli import main
+from tests.support.hostile import fingerprint, json_objects, json_values, printable
+from worker.cli.main import main
 from worker.errors import ConfigError
 from worker.settings import load_settings
-
-__all__ = ["module_database"]
 
 HYPO = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -42,14 +40,13 @@ def argv(draw: Any) -> list[str]:
     return args
 
 
-@HYPO
-@given(args=argv())
-def test_every_command_line_exits_cleanly_with_a_one_line_error(
-    module_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]
+def _exits_cleanly(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", module_database)
+    """`worker <args>` ends with exit 0, 1 or 2, never a traceback; a refusal is one line and changes no row."""
+    monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("WORKER_LOG_FORMAT", "json")
-    before = fingerprint(module_database)
+    before = fingerprint(url)
     capsys.readouterr()
     try:
         code = main(args)
@@ -62,7 +59,15 @@ def test_every_command_line_exits_cleanly_with_a_one_line_error(
         lines = [line for line in err.split("\n") if line.strip()]
         assert lines and lines[-1].startswith("worker: error:"), (args, err)
         assert len(lines) == 1 or lines[0].startswith("usage:"), (args, err)
-        assert fingerprint(module_database) == before, f"refused {args} but rows changed"
+        assert fingerprint(url) == before, f"refused {args} but rows changed"
+
+
+@HYPO
+@given(args=argv())
+def test_every_command_line_exits_cleanly_with_a_one_line_error(
+    module_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    _exits_cleanly(module_database, monkeypatch, capsys, args)
 
 
 @HYPO
@@ -78,9 +83,7 @@ def test_enqueue_with_any_payload_enqueues_or_refuses_with_one_line(
     args = ["enqueue", task_type, "--payload", payload]
     for flag, value in extra:
         args += [flag] if flag == "--json" else [flag, value]
-    test_every_command_line_exits_cleanly_with_a_one_line_error.hypothesis.inner_test(  # type: ignore[attr-defined]
-        module_database, monkeypatch, capsys, args
-    )
+    _exits_cleanly(module_database, monkeypatch, capsys, args)
 
 
 def test_a_payload_key_with_a_line_break_is_refused_on_one_line(

@@ -16,20 +16,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_support import (
-    execute,
+from tests.support.hostile import (
     fingerprint,
     hostile_json,
     job_states,
     json_objects,
     json_values,
-    module_database,
     odd_integers,
     printable,
 )
-from tests.procs import WorkerProcess, worker_env
-
-__all__ = ["module_database"]
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.rows import execute
 
 pytestmark = pytest.mark.slow
 

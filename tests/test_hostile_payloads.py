@@ -16,14 +16,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_support import fingerprint, json_objects, json_values, module_database
+from tests.support.hostile import fingerprint, json_objects, json_values
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.db import json_loads
 from worker.errors import InvalidInput, WorkerError
 from worker.jsonvalues import Undecodable
-
-__all__ = ["module_database"]
 
 HYPO = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 REGISTRY = default_registry()

@@ -20,11 +20,11 @@ import pytest
 import uvicorn
 from structlog.testing import capture_logs
 
-from tests.admin_helpers import BEARER, admin_daemon, enqueue
-from tests.hostile_support import FINGERPRINT
-from tests.http_helpers import SECRET, auth
-from tests.procs import WorkerProcess, worker_env
-from worker import operator, queue
+from tests.support.admin import BEARER, admin_daemon, enqueue
+from tests.support.hostile import FINGERPRINT
+from tests.support.http import SECRET, auth
+from tests.support.procs import WorkerProcess, worker_env
+from worker import operations, queue
 from worker.http import inputs
 from worker.http.inputs import MAX_JSON_DEPTH
 from worker.http.server import HEADER_TIMEOUT_S, MAX_PENDING_CONNECTIONS, guarded_protocol
@@ -46,7 +46,7 @@ NOT_JSON = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
 
 @contextlib.asynccontextmanager
 async def _daemon(database_url: str, conn: asyncpg.Connection) -> AsyncIterator[httpx.AsyncClient]:
-    await operator.pause(conn)  # nothing runs: every row stays as set, so any change is the request's doing
+    await operations.pause(conn)  # nothing runs: every row stays as set, so any change is the request's doing
     async with admin_daemon(database_url, runner_secret=SECRET) as (_daemon, client):
         yield client
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from tests.helpers import wait_for
-from tests.http_helpers import POLL_ONLY, http_daemon
+from tests.support.daemon import wait_for
+from tests.support.http import POLL_ONLY, http_daemon
 from worker.migrate import latest_version
 
 

@@ -17,10 +17,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import wait_for
 from tests.marked_task import marks
-from tests.procs import WorkerProcess, worker_env
-from tests.tcpproxy import TcpProxy
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.tcpproxy import TcpProxy
 from worker import queue
 
 LEASE_S = 3.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.helpers import wait_for
-from tests.http_helpers import POLL_ONLY, auth, enqueue_due_soon, http_daemon, job_count, until_due
+from tests.support.daemon import wait_for
+from tests.support.http import POLL_ONLY, auth, enqueue_due_soon, http_daemon, job_count, until_due
 from worker import queue
 
 _enqueue = enqueue_due_soon

@@ -9,8 +9,8 @@ import uuid
 import asyncpg
 import structlog
 
-from tests.helpers import make_settings, wait_for
-from tests.http_helpers import (
+from tests.support.daemon import make_settings, wait_for
+from tests.support.http import (
     POLL_ONLY,
     PREVIOUS,
     SECRET,
@@ -20,14 +20,11 @@ from tests.http_helpers import (
     job_count,
     until_due,
 )
+from tests.support.rows import status_of
 from worker import db, queue
 from worker.builtin import default_registry
 from worker.http.app import MAX_BODY_BYTES
 from worker.service import build_daemon
-
-
-async def _status(conn: asyncpg.Connection, job_id: uuid.UUID | str) -> str:
-    return str(await conn.fetchval("SELECT status FROM job_queue WHERE id = $1", uuid.UUID(str(job_id))))
 
 
 async def test_trigger_wakes_the_fetch_loop_at_once_and_answers_202_with_queue_depth(
@@ -45,7 +42,7 @@ async def test_trigger_wakes_the_fetch_loop_at_once_and_answers_202_with_queue_d
         assert "job_id" not in body
 
         async def done() -> bool:
-            return await _status(conn, job_id) == "succeeded"
+            return await status_of(conn, job_id) == "succeeded"
 
         await wait_for(done)
 
@@ -67,7 +64,7 @@ async def test_trigger_with_a_body_enqueues_the_job_then_runs_it(
         assert (row["task_type"], row["payload"], row["dedupe_key"]) == ("noop", {"sleep_s": 0.01}, "hourly-2024")
 
         async def done() -> bool:
-            return await _status(conn, job_id) == "succeeded"
+            return await status_of(conn, job_id) == "succeeded"
 
         await wait_for(done)
 

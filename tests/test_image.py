@@ -24,8 +24,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.test_lock import RUNTIME_LOCK, _pins
-from worker.pgcluster import free_port
+from tests.unit.test_lock import RUNTIME_LOCK, _pins
+from worker.cli.pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "localhost/worker:image-test"

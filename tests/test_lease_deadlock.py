@@ -12,11 +12,11 @@ import anyio
 import asyncpg
 from structlog.testing import capture_logs
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
-from worker.leases import LeaseKeeper, RunningJob
 from worker.queue import Finished, Job, NewJob
+from worker.runtime.leases import LeaseKeeper, RunningJob
 
 WORKER = "w"
 ROUNDS = 25

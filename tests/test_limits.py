@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from worker import limits, queue
-from worker.runner import success
+from worker.runtime.runner import success
 from worker.tasks import EmptyPayload, Registry, Task
 
 _JOBS = """

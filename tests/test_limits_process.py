@@ -13,9 +13,9 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import worker_env, workers
+from tests.support.daemon import wait_for
+from tests.support.game_platform import API_KEY, Platform, seed_competitors
+from tests.support.procs import worker_env, workers
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,15 @@ from typing import Any
 import anyio
 import asyncpg
 
-from tests.helpers import make_settings
+from tests.support.daemon import make_settings
 from worker import db, queue
 from worker.builtin import default_registry
-from worker.doctor import Check, run_checks
+from worker.cli.doctor import Check, run_checks
+from worker.cli.pgcluster import throwaway_cluster
 from worker.migrate import migrate
-from worker.pgcluster import throwaway_cluster
 from worker.queue import NewJob
-from worker.scheduler import Scheduler, schedules_of
+from worker.runtime.scheduler import Scheduler
+from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides
 
 

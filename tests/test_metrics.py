@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import wait_for
-from tests.http_helpers import POLL_ONLY, auth, enqueue_due_soon, http_daemon, until_due
+from tests.support.daemon import wait_for
+from tests.support.http import POLL_ONLY, auth, enqueue_due_soon, http_daemon, until_due
 from worker import queue
 from worker.metrics import Metrics
 from worker.queue import Finished, Job

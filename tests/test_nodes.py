@@ -12,12 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.admin_helpers import BEARER, admin_daemon, sign_in
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.admin import BEARER, admin_daemon, sign_in
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import __version__, nodes
 from worker.builtin import default_registry
-from worker.cli import main
-from worker.doctor import run_checks
+from worker.cli.doctor import run_checks
+from worker.cli.main import main
 from worker.metrics import Metrics
 
 ORPHAN = "orphan_type"

@@ -22,7 +22,7 @@ from typing import IO
 import asyncpg
 import pytest
 
-from worker.pgcluster import free_port
+from worker.cli.pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -176,7 +176,7 @@ def _tail(log: IO[str]) -> str:
 def test_the_installed_wheel_ships_the_vendored_chart_library_with_its_licence(venv: Path, tmp_path: Path) -> None:
     out = _run(
         [str(venv / "bin" / "python"), "-c",
-         "import worker.http as h, pathlib; print(pathlib.Path(h.__file__).parent / 'static')"],
+         "import worker.http.admin as h, pathlib; print(pathlib.Path(h.__file__).parent / 'static')"],
         cwd=tmp_path, env=_env(),
     ).stdout.strip()
     static = Path(out)

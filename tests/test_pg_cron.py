@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db
+from worker.cli.pgcluster import Cluster, find_bindir, throwaway_cluster
 from worker.migrate import migrate
-from worker.pgcluster import Cluster, find_bindir, throwaway_cluster
 from worker.tasks import Registry, Task, TaskContext
 
 ROOT = Path(__file__).resolve().parent.parent

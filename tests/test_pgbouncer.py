@@ -22,12 +22,12 @@ import asyncpg
 import pytest
 
 from tests.conftest import SERVER_URL
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db, queue
 from worker.builtin import default_registry
-from worker.daemon import Daemon
-from worker.pgcluster import free_port
+from worker.cli.pgcluster import free_port
 from worker.queue import NewJob
+from worker.runtime.daemon import Daemon
 from worker.service import create_work_pool
 from worker.settings import Settings
 

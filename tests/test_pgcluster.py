@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
-from worker import db, pgcluster, queue
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from worker import db, queue
 from worker.builtin import default_registry
+from worker.cli import pgcluster
 from worker.migrate import migrate
 
 

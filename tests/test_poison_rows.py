@@ -14,12 +14,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.admin_helpers import BEARER, admin_daemon, sign_in
-from tests.helpers import wait_for
-from tests.operator_support import fetchval
-from tests.procs import WorkerProcess, worker_env
+from tests.support.admin import BEARER, admin_daemon, sign_in
+from tests.support.daemon import wait_for
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.rows import fetchval
 from worker import jsonvalues
-from worker.cli import main
+from worker.cli.main import main
 from worker.errors import InvalidInput
 
 HUGE_INTEGER = '{"n": ' + "9" * 5000 + "}"
@@ -124,7 +124,7 @@ async def test_a_poison_row_fails_alone_and_the_daemon_and_the_other_jobs_of_its
 async def test_a_handler_result_nested_too_deep_fails_its_job_and_stores_nothing_undecodable(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
-    from tests.admin_helpers import Anything, admin_registry
+    from tests.support.admin import Anything, admin_registry
 
     registry = admin_registry()
 

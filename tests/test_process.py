@@ -10,7 +10,7 @@ import time
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.daemon import wait_for
 
 
 def _env(database_url: str, **extra: str) -> dict[str, str]:

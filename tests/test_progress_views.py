@@ -13,12 +13,12 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser
 
-from tests.admin_helpers import admin_daemon, enqueue, sign_in, until_status
-from tests.game_platform_fixtures import API_KEY, Platform, seed_competitors
+from tests.support.admin import admin_daemon, enqueue, sign_in, until_status
+from tests.support.game_platform import API_KEY, Platform, seed_competitors
 from tests.test_admin_browser import _sign_in, browser  # noqa: F401  (the fixture)
 from tests.test_game_platform_scale import big_platform  # noqa: F401  (the fixture)
 from worker import db, queue
-from worker.cli import main
+from worker.cli.main import main
 from worker.tasks import TaskContext
 
 OTHER_WORKER = "elsewhere"

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.daemon import wait_for
 from worker import queue
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
 from worker.queue import Finished, NewJob

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import structlog
 
-from tests.helpers import make_settings, wait_for
-from tests.sentry_receiver import SentryReceiver
-from worker.observability import configure_logging, install_redaction, job_lines
+from tests.support.daemon import make_settings, wait_for
+from tests.support.sentry_receiver import SentryReceiver
+from worker.logs import configure_logging, install_redaction, job_lines
 from worker.redaction import REDACTED, Redactor
 
 

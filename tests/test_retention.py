@@ -7,9 +7,9 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
-from tests.operator_support import make_job
-from worker import operator, queue
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.rows import make_job
+from worker import operations, queue
 from worker.builtin import default_registry
 from worker.errors import JobNotFound, JobStateConflict
 
@@ -24,10 +24,10 @@ async def test_cleanup_deletes_in_batches_and_respects_both_retentions(conn: asy
                   await make_job(conn, status="cancelled", age_s=90 * DAY)]
     live = [await make_job(conn, status="pending", age_s=90 * DAY),
             await make_job(conn, status="running", age_s=90 * DAY)]
-    result = await operator.cleanup(
+    result = await operations.cleanup(
         conn, succeeded_older_than=timedelta(days=14), failed_older_than=timedelta(days=60), batch_size=10
     )
-    assert result == operator.CleanupResult(jobs=27, succeeded=25, runs=27, batches=3)
+    assert result == operations.CleanupResult(jobs=27, succeeded=25, runs=27, batches=3)
     remaining = {r["id"] for r in await conn.fetch("SELECT id FROM job_queue")}
     assert remaining == set(young_ok + kept_failed + live)
     assert not remaining & set(old_ok + old_failed)
@@ -39,7 +39,7 @@ async def test_cleanup_deletes_in_batches_and_respects_both_retentions(conn: asy
 async def test_cleanup_stops_after_max_batches(conn: asyncpg.Connection) -> None:
     for _ in range(7):
         await make_job(conn, status="succeeded", age_s=20 * DAY)
-    result = await operator.cleanup(conn, succeeded_older_than=timedelta(days=14),
+    result = await operations.cleanup(conn, succeeded_older_than=timedelta(days=14),
                                     failed_older_than=timedelta(days=60), batch_size=3, max_batches=2)
     assert (result.jobs, result.batches) == (6, 2)
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1
@@ -68,7 +68,7 @@ async def test_archive_moves_the_job_and_its_whole_history(conn: asyncpg.Connect
     await conn.execute("INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, "
                        "error, duration_ms) VALUES ($1, 2, 'w', now(), now(), 'failed', 'boom2', 3)", job)
     before = await conn.fetchrow("SELECT * FROM job_queue WHERE id = $1", job)
-    assert await operator.archive_ids(conn, [job]) == (1, 2)
+    assert await operations.archive_ids(conn, [job]) == (1, 2)
     assert await conn.fetchval("SELECT count(*) FROM job_queue WHERE id = $1", job) == 0
     assert await conn.fetchval("SELECT count(*) FROM job_runs WHERE job_id = $1", job) == 0
     archived = await conn.fetchrow("SELECT * FROM job_queue_archive WHERE id = $1", job)
@@ -83,9 +83,9 @@ async def test_archive_refuses_unknown_or_unfinished_jobs_and_moves_nothing(conn
     done = await make_job(conn, status="succeeded")
     running = await make_job(conn, status="running")
     with pytest.raises(JobStateConflict, match="it is running"):
-        await operator.archive_ids(conn, [done, running])
+        await operations.archive_ids(conn, [done, running])
     with pytest.raises(JobNotFound):
-        await operator.archive_ids(conn, [done, queue.parse_job_id("00000000-0000-0000-0000-000000000001")])
+        await operations.archive_ids(conn, [done, queue.parse_job_id("00000000-0000-0000-0000-000000000001")])
     assert await conn.fetchval("SELECT count(*) FROM job_queue_archive") == 0
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 2
 
@@ -94,7 +94,7 @@ async def test_archive_by_age_works_in_batches_and_keeps_recent_jobs(conn: async
     old = [await make_job(conn, status="succeeded", age_s=40 * DAY) for _ in range(5)]
     recent = await make_job(conn, status="succeeded", age_s=DAY)
     other = await make_job(conn, task_type="cleanup", status="succeeded", age_s=40 * DAY)
-    moved = await operator.archive_filtered(conn, older_than=timedelta(days=30), task_type="noop", batch_size=2)
+    moved = await operations.archive_filtered(conn, older_than=timedelta(days=30), task_type="noop", batch_size=2)
     assert moved == (5, 5)
     archived = {r["id"] for r in await conn.fetch("SELECT id FROM job_queue_archive")}
     assert archived == set(old)

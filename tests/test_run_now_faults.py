@@ -1,5 +1,5 @@
-"""`worker jobs run-now` runs its job through the runner /api/jobs/run uses (worker/jobrun.py): when the database
-path drops or black-holes mid-run, the job is stopped once its lease could not be renewed for 80 % of
+"""`worker jobs run-now` runs its job through the runner /api/jobs/run uses (worker/runtime/jobrun.py): when the
+database path drops or black-holes mid-run, the job is stopped once its lease could not be renewed for 80 % of
 WORKER_LEASE_S, the command ends with one redacted line and exit 1, and the job is not recorded as run here (its
 lease lapses and recovery hands it back), so it never overlaps an attempt another worker starts."""
 
@@ -12,9 +12,9 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.helpers import wait_for
-from tests.procs import worker_env
-from tests.tcpproxy import TcpProxy
+from tests.support.daemon import wait_for
+from tests.support.procs import worker_env
+from tests.support.tcpproxy import TcpProxy
 from worker import queue
 
 LEASE_S = 3.0

@@ -10,11 +10,12 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.helpers import make_settings, running_daemon, wait_for
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from worker import db
 from worker.builtin import default_registry
 from worker.errors import ConfigError
-from worker.scheduler import Schedule, Scheduler, schedules_of
+from worker.runtime.scheduler import Scheduler
+from worker.schedules import Schedule, schedules_of
 from worker.service import build_daemon
 from worker.settings import load_settings
 from worker.task_policy import apply_overrides

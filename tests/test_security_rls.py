@@ -14,7 +14,7 @@ import pytest
 
 from worker import queue
 from worker.db import _init_connection
-from worker.runner import success
+from worker.runtime.runner import success
 
 TABLES = [
     "job_queue", "job_runs", "job_queue_pause", "job_queue_schedule", "job_queue_archive", "job_runs_archive",

@@ -15,10 +15,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.game_platform_fixtures import Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
-from tests.sentry_receiver import SentryReceiver
+from tests.support.daemon import wait_for
+from tests.support.game_platform import Platform, seed_competitors
+from tests.support.procs import WorkerProcess, worker_env
+from tests.support.sentry_receiver import SentryReceiver
 
 SECRETS = {
     "JOB_QUEUE_RUNNER_SECRET": "s3cret-runner-cur-4b1f9e",
@@ -135,7 +135,8 @@ async def receiver_wait(receiver: SentryReceiver) -> None:
 def test_every_credential_check_compares_in_constant_time() -> None:
     """The runner secret (/trigger, /api/jobs/run), the admin token (bearer and sign-in) and the CSRF token are
     compared with hmac.compare_digest, never with == on the secret."""
-    from worker.http import admin_auth, app
+    from worker.http import app
+    from worker.http.admin import auth as admin_auth
 
     checks = {
         "runner secret": inspect.getsource(app.create_app),
@@ -154,7 +155,7 @@ async def test_the_runner_secret_check_goes_through_compare_digest(
     (so the time does not tell which one matched or how much of it)."""
     import hmac as hmac_module
 
-    from tests.http_helpers import PREVIOUS, SECRET, http_daemon
+    from tests.support.http import PREVIOUS, SECRET, http_daemon
 
     calls: list[tuple[bytes, bytes]] = []
     real = hmac_module.compare_digest

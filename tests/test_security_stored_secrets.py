@@ -19,14 +19,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.game_platform_fixtures import Platform, seed_competitors
-from tests.helpers import wait_for
-from tests.procs import WorkerProcess, worker_env
+from tests.support.daemon import wait_for
+from tests.support.game_platform import Platform, seed_competitors
+from tests.support.procs import WorkerProcess, worker_env
 from worker.backoff import BackoffPolicy
 from worker.game_platform.simulator import player_id
 from worker.queue import Finished, Job
 from worker.redaction import REDACTED, install_stored
-from worker.runner import MAX_ERROR_CHARS, execute
+from worker.runtime.runner import MAX_ERROR_CHARS, execute
 from worker.tasks import EmptyPayload, Task, TaskContext
 
 API_KEY = "s3cret-gp-key-echoed-5e21c7"

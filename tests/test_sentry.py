@@ -11,12 +11,12 @@ import asyncpg
 import pytest
 import sentry_sdk
 
-from tests.helpers import make_settings, wait_for
-from tests.http_helpers import SECRET, http_daemon
-from tests.sentry_receiver import SentryReceiver
+from tests.support.daemon import make_settings, wait_for
+from tests.support.http import SECRET, http_daemon
+from tests.support.sentry_receiver import SentryReceiver
 from worker import queue
 from worker.alerts import Alerts, error_class
-from worker.builtin import NoopPayload, noop
+from worker.builtin.noop import NoopPayload, noop
 from worker.tasks import EmptyPayload, Registry, Task, TaskContext
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tests.helpers import make_settings
-from tests.procs import worker_env
+from tests.support.daemon import make_settings
+from tests.support.procs import worker_env
 from worker.builtin import default_registry
 from worker.errors import ConfigError
-from worker.scheduler import schedules_of
+from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides, effective_policy, override_fields
 from worker.tasks import MAINTENANCE_PRIORITY, Registry, Task, TaskContext
 

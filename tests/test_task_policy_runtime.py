@@ -9,8 +9,8 @@ import sys
 import asyncpg
 from pydantic import BaseModel
 
-from tests.helpers import make_settings, running_daemon, wait_for
-from tests.procs import worker_env
+from tests.support.daemon import make_settings, running_daemon, wait_for
+from tests.support.procs import worker_env
 from worker import queue
 from worker.tasks import Registry, Task, TaskContext
 

@@ -6,7 +6,10 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["RECONNECT_BASE_S", "Backoff", "BackoffPolicy", "next_retry_at", "reconnect_policy", "retry_delay_s"]
+__all__ = [
+    "DATABASE_AWAY", "RECONNECT_BASE_S", "SCHEDULER_AWAY", "Backoff", "BackoffPolicy", "next_retry_at",
+    "reconnect_policy", "retry_delay_s",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,13 @@ def reconnect_policy(max_s: float) -> BackoffPolicy:
     """Delays between attempts to reconnect a long-lived connection: from RECONNECT_BASE_S doubling up to max_s,
     +/- 50% so that replicas cut off together do not come back in step."""
     return BackoffPolicy(base_s=min(RECONNECT_BASE_S, max_s), max_s=max_s, jitter=0.5)
+
+
+DATABASE_AWAY = BackoffPolicy(base_s=0.2, max_s=5.0, jitter=0.5)
+"""Between tries of a loop that must wait the database out (the completions' flush): soon at first, at most 5 s
+apart, jittered so that replicas cut off together do not come back in step."""
+SCHEDULER_AWAY = BackoffPolicy(base_s=1.0, max_s=30.0, jitter=0.5)
+"""Between the scheduler's ticks while the database is away: a slot fires late, never twice (the slot upsert)."""
 
 
 @dataclass(slots=True)

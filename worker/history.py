@@ -20,7 +20,7 @@ from worker.builtin import default_registry
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.queue import Executor
-from worker.scheduler import Schedule, schedules_of
+from worker.schedules import Schedule, schedules_of
 from worker.settings import Settings
 from worker.sql import queries
 from worker.task_policy import apply_overrides

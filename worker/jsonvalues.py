@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from worker.errors import InvalidInput
 
-__all__ = ["MAX_DEPTH", "MAX_NUMBER_DIGITS", "Undecodable", "dumps_bounded", "loads", "undecodable_reason"]
+__all__ = [
+    "MAX_DEPTH", "MAX_NUMBER_DIGITS", "Undecodable", "dumps_bounded", "json_default", "loads", "undecodable_reason",
+]
 
 MAX_DEPTH = 128
 MAX_NUMBER_DIGITS = 1000
@@ -93,3 +98,18 @@ def dumps_bounded(value: Any, *, what: str) -> str:
     if error is not None:
         raise InvalidInput(f"{what}: {error}")
     return text
+
+
+def json_default(value: Any) -> Any:
+    """The one JSON encoder of what the database returns, for the admin page's API and the CLI's --json output
+    (`json.dumps(..., default=json_default)`): datetimes and dates as ISO 8601, UUIDs as strings, numerics as
+    floats, sets as lists (tests/unit/test_json_default.py)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

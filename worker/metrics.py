@@ -25,12 +25,12 @@ from worker.limits import SlotState
 from worker.queue import Executor, Finished, Job
 from worker.settings import Settings
 from worker.sql import queries
+from worker.statuses import STATUSES
 from worker.tasks import Registry
 
 __all__ = ["CONTENT_TYPE", "STATUSES", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 _Q = queries("metrics")

@@ -6,7 +6,7 @@ because a password inside a URL is often written percent-encoded. Longer secrets
 secret containing another one is removed whole.
 
 What is stored is redacted too: `install_stored(secrets)` (the CLI, once the settings are known) sets the
-redactor that worker/runner.py applies to every finished attempt's error and result before it is recorded
+redactor that worker/runtime/runner.py applies to every finished attempt's error and result before it is recorded
 (tests/test_security_stored_secrets.py).
 """
 

@@ -11,13 +11,13 @@ from pydantic_settings import BaseSettings
 
 from worker import db, limits, queue
 from worker.alerts import Alerts
-from worker.daemon import Daemon
 from worker.discovery import config_secrets, discover, load_task_configs
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.hooks import MultiHooks
+from worker.logs import install_redaction
 from worker.metrics import Metrics
 from worker.migrate import migrate, schema_status
-from worker.observability import install_redaction
+from worker.runtime.daemon import Daemon
 from worker.settings import Settings
 from worker.task_policy import apply_overrides
 from worker.tasks import Registry
@@ -107,14 +107,14 @@ def build_daemon(
     alerts = Alerts(settings)
     daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)
     resources.update(metrics=metrics, alerts=alerts)
-    from worker.nodes import NodeLoop
+    from worker.runtime.node_loop import NodeLoop
 
     daemon.add_loop("nodes", NodeLoop(daemon).run)
     metrics.listener_up = lambda: daemon.listener is None or daemon.listener.state.connected
     if settings.http_enabled:
         _add_http(daemon, metrics)
     if settings.schedules_enabled:
-        from worker.scheduler import Scheduler
+        from worker.runtime.scheduler import Scheduler
 
         daemon.add_loop("scheduler", Scheduler(settings, registry, pool).run)
     return daemon

@@ -1,5 +1,5 @@
--- Named queries of the admin page (worker/http/admin_data.py). Actions go through worker/queue.py and
--- worker/operator.py; these are the admin page's read-only views.
+-- Named queries of the admin page (worker/http/admin/data.py). Actions go through worker/queue.py and
+-- worker/operations.py; these are the admin page's read-only views.
 
 -- name: list_jobs
 -- Keyset paging, newest first, over job_queue_created_idx (created_at DESC, id DESC): a page costs the rows it

@@ -1,4 +1,4 @@
--- Named queries of worker/doctor.py's maintenance check and bench/bench_soak.py.
+-- Named queries of worker/cli/doctor.py's maintenance check and bench/bench_soak.py.
 
 -- name: autovacuum_state
 -- Is autovacuum on for the queue's tables: the server's switch (and track_counts, which it needs) and each

@@ -1,4 +1,4 @@
--- Named queries of worker/operator.py, worker/scheduler.py and worker/doctor.py.
+-- Named queries of worker/operations.py, worker/runtime/scheduler.py and worker/cli/doctor.py.
 
 -- name: pause
 -- $1 task type or '*', $2 who, $3 reason. Pausing twice keeps the first pause time.

@@ -149,7 +149,7 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated
 -- it from statistics taken while no job ran (a value never seen: one row), scanned the table first and
--- compared every row it found with every row of the batch (a 529-job batch took 200 ms). The ledger rows come
+-- compared every row it found with every row of the batch (quadratic; tests/test_queue.py). The ledger rows come
 -- from the update's own RETURNING, so nothing joins the batch a second time. No status test: locked_by is set
 -- exactly while a job runs (job_queue_lease_check), and a status test would let the planner drive this join
 -- from a status index over every running job instead of the key.

@@ -62,7 +62,7 @@ _JSON_BODY = {"Content-Type": "application/json"}
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi's CAs, or SSL_CERT_FILE/SSL_CERT_DIR), built once per process: loading
-    the CA bundle costs ~30 ms of CPU, which every new client paid again."""
+    the CA bundle is CPU-heavy, and every new client paid it again (figure: docs/performance.md)."""
     return httpx.create_ssl_context()
 
 

@@ -33,7 +33,7 @@ from worker.sql import queries
 from worker.tasks import format_validation_error
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = ["MAX_BODY_BYTES", "HttpProblem", "create_app"]
 

@@ -3,7 +3,7 @@
 Jobs are claimed through the same queue operations as the daemon (one statement, SKIP LOCKED, a lease), under
 a worker id of their own (`<worker_id>/http`), so a job the daemon is running is never run here and vice
 versa. Leases are renewed while the handlers run, and a job whose lease cannot be kept is stopped
-(worker/jobrun.py). When the budget runs out, unfinished jobs are cancelled
+(worker/runtime/jobrun.py). When the budget runs out, unfinished jobs are cancelled
 and handed back to pending at once (the interrupted attempt is not counted).
 """
 
@@ -19,11 +19,11 @@ import anyio
 import structlog
 
 from worker import db, queue
-from worker.jobrun import Ran, run_claimed
 from worker.queue import Finished, Job
+from worker.runtime.jobrun import Ran, run_claimed
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
+    from worker.runtime.daemon import Daemon
 
 __all__ = ["RunReport", "run_jobs", "runner_worker_id"]
 
@@ -97,7 +97,7 @@ async def run_jobs(
 async def _run_batch(
     daemon: Daemon, worker_id: str, jobs: list[Job], deadline: float, report: RunReport, sent: float
 ) -> None:
-    """Run the batch through the runner run-now uses (worker/jobrun.py): leases renewed, a job whose lease could
+    """Run the batch through the runner run-now uses (worker/runtime/jobrun.py): leases renewed, a job whose lease could
     not be renewed for 80 % of WORKER_LEASE_S stopped and not recorded, so it never overlaps a later attempt."""
     settings = daemon.settings
     skipped: list[Job] = []

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.marked_task import marks
+from tests.support.marked_task import marks
 from tests.support.daemon import wait_for
 from tests.support.procs import WorkerProcess, worker_env
 from tests.support.tcpproxy import TcpProxy
@@ -30,7 +30,7 @@ DUE_IN_S = 2.0
 
 def _env(database_url: str, marked_file: Path, **extra: str) -> dict[str, str]:
     return worker_env(
-        database_url, MARKED_FILE=str(marked_file), WORKER_TASK_MODULES="tests.marked_task:tasks",
+        database_url, MARKED_FILE=str(marked_file), WORKER_TASK_MODULES="tests.support.marked_task:tasks",
         WORKER_LEASE_S=str(LEASE_S), WORKER_DB_CALL_TIMEOUT_S="2", **extra,
     )
 

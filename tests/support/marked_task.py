@@ -1,6 +1,6 @@
 """A task for the fault tests that records when each attempt's handler really starts and stops (wall clock, one
 JSON line per event, appended to the file named by MARKED_FILE), loaded into a worker process with
-WORKER_TASK_MODULES=tests.marked_task:tasks. Attempt 1 sleeps `sleep_s`; later attempts end at once."""
+WORKER_TASK_MODULES=tests.support.marked_task:tasks. Attempt 1 sleeps `sleep_s`; later attempts end at once."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from tests.support.daemon import wait_for
 from tests.support.procs import WorkerProcess, worker_env
 from tests.support.rows import status_of
 from tests.support.tcpproxy import TcpProxy
-from worker.runtime.daemon import SHUTDOWN_WRITE_S
+from worker.runtime.stopping import SHUTDOWN_WRITE_S
 from worker.service import POOL_CLOSE_S
 
 HTTP = {"WORKER_HTTP_ENABLED": "true", "WORKER_HTTP_HOST": "127.0.0.1", "WORKER_HTTP_PORT": "0"}

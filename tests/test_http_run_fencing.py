@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.marked_task import marks
 from tests.support.daemon import wait_for
+from tests.support.marked_task import marks
 from tests.support.procs import WorkerProcess, worker_env
 from tests.support.tcpproxy import TcpProxy
 from worker import queue

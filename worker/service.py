@@ -138,7 +138,7 @@ async def serve(
         return code
     finally:
         # A pool whose connections hang (an outage) is not waited for: stopping ends within the grace period plus
-        # the daemon's SHUTDOWN_WRITE_S and this (tests/test_faults_dirty.py).
+        # SHUTDOWN_WRITE_S (worker/runtime/stopping.py) and this (tests/test_faults_dirty.py).
         with anyio.move_on_after(POOL_CLOSE_S):
             await pool.close()
         pool.terminate()

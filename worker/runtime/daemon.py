@@ -35,6 +35,7 @@ from worker.runtime.deadlines import Deadlines
 from worker.runtime.jobrun import Plan, attempt, plan_for
 from worker.runtime.leases import LeaseKeeper, RunningJob, report_recovered
 from worker.runtime.listener import Listener
+from worker.runtime.stopping import write_back
 from worker.runtime.wakeup import Wakeup
 from worker.settings import Settings
 from worker.tasks import Registry, TaskContext
@@ -46,8 +47,6 @@ log = structlog.get_logger("worker.daemon")
 
 Loop = Callable[[], Awaitable[None]]
 
-SHUTDOWN_WRITE_S = 5.0
-"""How long a stopping daemon keeps trying to hand back interrupted jobs and write buffered completions."""
 
 
 class Daemon:
@@ -155,7 +154,10 @@ class Daemon:
             await self._supervise("fetcher", self._fetch_loop)
             await self._drain()
             self.deadlines.close()
-            await self._finish_up()
+            await write_back(
+                self.pool, self.worker_id, self.to_release, self.completions,
+                call_timeout_s=self.settings.db_call_timeout_s,
+            )
             services.cancel_scope.cancel()
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
@@ -400,30 +402,3 @@ class Daemon:
         tasks = [rj.task for rj in self.running.values() if rj.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _finish_up(self) -> None:
-        """Hand interrupted jobs back and write buffered completions, retrying for at most SHUTDOWN_WRITE_S: a stop
-        during an outage ends within the grace period plus that (tests/test_faults_dirty.py); what could not be
-        written is recovered when its lease expires."""
-        with anyio.move_on_after(SHUTDOWN_WRITE_S):
-            while self.to_release or self.completions.pending:
-                try:
-                    if self.to_release:
-                        async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
-                            released = await queue.release(conn, self.worker_id, self.to_release)
-                        for job_id, attempt, _ in self.to_release:
-                            log.info(
-                                "job.released", job_id=str(job_id), attempt=attempt, worker_id=self.worker_id,
-                                handed_back=job_id in released,
-                            )
-                        self.to_release = []
-                    if self.completions.pending and not await self.completions.flush():
-                        await anyio.sleep(0.2)
-                except DatabaseUnavailable as exc:
-                    log.warning("shutdown.database_unavailable", error=str(exc))
-                    await anyio.sleep(0.2)
-        if self.to_release or self.completions.pending:
-            log.error(
-                "shutdown.unrecorded", released_pending=len(self.to_release),
-                unacked=len(self.completions.pending), note="their leases expire and lease recovery puts them back",
-            )

@@ -247,14 +247,14 @@ def _keda_triggers() -> dict[str, dict[str, Any]]:
     """task type -> its trigger, each query checked to be the metrics' named query for that one task type."""
     from worker.sql import queries
 
-    text = queries("metrics")["due_pending_by_task_type"]
+    text = queries("stats")["due_pending_by_task_type"]
     named = "\n".join(line for line in text.splitlines() if not line.startswith("--")).strip()  # its comments aside
     by_type: dict[str, dict[str, Any]] = {}
     for trigger in _keda_docs()["ScaledObject"]["spec"]["triggers"]:
         assert trigger["type"] == "postgresql"
         match = _TRIGGER_QUERY.match(trigger["metadata"]["query"].strip())
         assert match, trigger["metadata"]["query"]
-        assert match["named"] == named, "the trigger must embed sql/queries/metrics.sql's due_pending_by_task_type"
+        assert match["named"] == named, "the trigger must embed sql/queries/stats.sql's due_pending_by_task_type"
         assert match["t"] not in by_type
         by_type[match["t"]] = trigger
     return by_type
@@ -337,7 +337,7 @@ async def test_keda_trigger_queries_count_the_due_pending_jobs_the_admin_page_an
     )
     counted = {t: int(await conn.fetchval(trigger["metadata"]["query"])) for t, trigger in _keda_triggers().items()}
     assert counted == {"cleanup": 3, "game_platform_sync": 2}
-    admin = await conn.fetchrow(queries("admin")["oldest_due_pending"])
+    admin = await conn.fetchrow(queries("stats")["oldest_due_pending"])
     assert sum(counted.values()) + 1 == admin["n"]  # + the noop job, which no trigger follows
     metrics = Metrics(["cleanup", "game_platform_sync", "noop"])
     assert await metrics.refresh(conn)

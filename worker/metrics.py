@@ -33,7 +33,7 @@ __all__ = ["CONTENT_TYPE", "STATUSES", "Metrics"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
-_Q = queries("metrics")
+_Q = queries("stats")
 _PROGRESS = queries("progress")
 log = structlog.get_logger("worker.metrics")
 
@@ -257,7 +257,7 @@ class Metrics(Hooks):
         try:
             with anyio.fail_after(timeout_s), translate():
                 rows: Sequence[Any] = await conn.fetch(_Q["jobs_by_status"])
-                oldest = await conn.fetchval(_Q["oldest_due_pending_age"])
+                oldest = (await conn.fetchrow(_Q["oldest_due_pending"]))["age_s"]
                 progress: Sequence[Any] = await conn.fetch(_PROGRESS["running_progress"])
                 workers = await nodes.live_workers(conn)
                 unserved = await nodes.unserved_task_types(conn)

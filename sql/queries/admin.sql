@@ -17,10 +17,6 @@ WHERE ($1::text IS NULL OR status = $1)
 ORDER BY created_at DESC, id DESC
 LIMIT $8;
 
--- name: counts
--- Jobs by task type and status.
-SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, status ORDER BY task_type, status;
-
 -- name: last_hour
 -- Attempts finished in the last hour by task type and outcome (the ledger, over job_runs_finished_idx).
 SELECT j.task_type, r.outcome, count(*) AS n
@@ -28,12 +24,3 @@ FROM job_runs AS r JOIN job_queue AS j ON j.id = r.job_id
 WHERE r.finished_at > now() - interval '1 hour'
 GROUP BY j.task_type, r.outcome
 ORDER BY j.task_type, r.outcome;
-
--- name: oldest_due_pending
--- Age in seconds of the oldest due pending job (paused task types included: they are waiting too), and how
--- many due pending jobs there are.
-SELECT extract(epoch FROM now() - min(run_at))::float8 AS age_s, count(*) AS n
-FROM job_queue WHERE status = 'pending' AND run_at <= now();
-
--- name: db_now
-SELECT now();

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["AdminContext", "api_routes", "json_response"]
 
 log = structlog.get_logger("worker.http.admin")
-_ADMIN_Q = queries("admin")
+_STATS = queries("stats")
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -257,13 +257,13 @@ def api_routes(ctx: AdminContext) -> list[Route]:
         if task_type is not None:
             queue.validate_task_type(task_type)
         async with daemon.pool.acquire() as conn:
-            now = await conn.fetchval(_ADMIN_Q["db_now"])
+            now = await conn.fetchval(_STATS["db_now"])
             return json_response(await history.charts(conn, now, window, task_type))
 
     async def schedules(request: Request, principal: Principal) -> Response:
         _only_keys(dict(request.query_params), ())
         async with daemon.pool.acquire() as conn:
-            now = await conn.fetchval(_ADMIN_Q["db_now"])
+            now = await conn.fetchval(_STATS["db_now"])
             tracks = await history.track_records(
                 conn, daemon.settings, now, registry=daemon.registry, handled=daemon.registry.names()
             )

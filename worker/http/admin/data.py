@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _Q = queries("admin")
+_STATS = queries("stats")
 _OP = queries("operator")
 MAX_PAGE = 200
 MAX_BULK = 1000
@@ -194,7 +195,7 @@ class Overview:
         async with self._lock:
             if time.monotonic() - self._counts_at >= COUNTS_TTL_S:
                 with translate():
-                    self._counts = [dict(r) for r in await conn.fetch(_Q["counts"])]
+                    self._counts = [dict(r) for r in await conn.fetch(_STATS["jobs_by_status"])]
                 self._counts_at = time.monotonic()
             return self._counts
 
@@ -232,10 +233,10 @@ class Overview:
     async def read(self, conn: Executor) -> dict[str, Any]:
         counts = await self._cached_counts(conn)
         with translate():
-            oldest = await conn.fetchrow(_Q["oldest_due_pending"])
+            oldest = await conn.fetchrow(_STATS["oldest_due_pending"])
             last_hour = await conn.fetch(_Q["last_hour"])
             schedule_rows = await conn.fetch(_OP["schedules"])
-            now: datetime = await conn.fetchval(_Q["db_now"])
+            now: datetime = await conn.fetchval(_STATS["db_now"])
         paused = await operations.paused(conn)
         in_force = {s.task_type: s for s in await limits.slots(conn)}  # concurrency limits (migration 010)
         unserved = {u["task_type"] for u in await nodes.unserved_task_types(conn, any_age=True)}

@@ -1,0 +1,22 @@
+-- The queue's statistics, one definition each for every reader: /metrics (worker/metrics.py), the admin page
+-- (worker/http/admin/), KEDA (deploy/k8s/keda/) and their tests. `worker doctor`'s oldest_pending check
+-- (sql/queries/operator.sql) leaves paused task types out on purpose: it asks what the daemons should be running.
+
+-- name: jobs_by_status
+-- Jobs by task type and status.
+SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, status ORDER BY task_type, status;
+
+-- name: oldest_due_pending
+-- Age in seconds of the oldest due pending job (NULL when there is none; paused task types included: they are
+-- waiting too), and how many due pending jobs there are.
+SELECT extract(epoch FROM now() - min(run_at))::float8 AS age_s, count(*) AS n
+FROM job_queue WHERE status = 'pending' AND run_at <= now();
+
+-- name: due_pending_by_task_type
+-- Due pending jobs per task type (paused types included): the worker_jobs_due_pending gauge, and KEDA's scaling
+-- metric (deploy/k8s/keda/scaledobject.yaml embeds this text verbatim, one trigger per task type;
+-- tests/test_deploy_manifests.py guards that and that it counts what the admin page counts).
+SELECT task_type, count(*) AS n FROM job_queue WHERE status = 'pending' AND run_at <= now() GROUP BY task_type;
+
+-- name: db_now
+SELECT now();

@@ -7,4 +7,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-exec .venv/bin/python -m pytest "$@"
+# The 20 slowest tests are listed at the end: the whole of .ci/run must stay under 15 minutes.
+exec .venv/bin/python -m pytest --durations=20 "$@"

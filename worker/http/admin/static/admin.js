@@ -9,27 +9,11 @@
   const csrf = body.dataset.csrf || "";
   const $ = (sel) => document.querySelector(sel);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = String(value);
-      else node.setAttribute(key, String(value));
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
-  const td = (text, cls) => el("td", { class: cls, text: text === null || text === undefined ? "" : text });
+  const { el, td, fmtTime } = window.adminDom;
   const badge = (text, cls) => el("span", { class: "badge " + cls, text: text });
   const jobHref = (id) => "/admin/jobs/" + encodeURIComponent(id);
   const pct = (rate) => (rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %");
 
-  function fmtTime(iso) {
-    if (!iso) return "";
-    const d = new Date(iso);
-    if (isNaN(d.getTime())) return String(iso);
-    return d.toISOString().replace("T", " ").slice(0, 19) + " UTC";
-  }
   const pretty = (value) => JSON.stringify(value === undefined ? null : value, null, 2);
 
   async function api(method, path, payload) {

@@ -9,22 +9,7 @@
   const $ = (sel) => document.querySelector(sel);
   if (document.body.dataset.page !== "overview") return;
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = String(value);
-      else node.setAttribute(key, String(value));
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
-  const td = (text, cls) => el("td", { class: cls, text: text === null || text === undefined ? "" : text });
-  function fmtTime(iso) {
-    if (!iso) return "";
-    const d = new Date(iso);
-    return isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 19) + " UTC";
-  }
+  const { el, td, fmtTime } = window.adminDom;
   async function getJson(path) {
     const response = await fetch("/admin/api" + path, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401) window.location.assign("/admin/login");

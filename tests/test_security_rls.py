@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tests.support.seed import SEED_EVERY_TABLE
 from worker import queue
 from worker.db import _init_connection
 from worker.runtime.runner import success
@@ -21,30 +22,11 @@ TABLES = [
     "competitors", "competitor_game_stats", "job_queue_limits", "job_queue_rate_buckets",
 ]
 
-SEED = """
-WITH j AS (INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id)
-INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
-SELECT id, 1, 'w', now(), now(), 'succeeded', 1 FROM j;
-INSERT INTO job_queue_pause (task_type) VALUES ('cleanup');
-INSERT INTO job_queue_limits (task_type, max_running) VALUES ('limited', 2);
-INSERT INTO job_queue_rate_buckets (bucket, tokens, refilled_at) VALUES ('seeded', 1, now());
-INSERT INTO job_queue_schedule (name, cron, task_type, last_slot) VALUES ('rls_test', '0 * * * *', 'noop', now());
-INSERT INTO job_queue_archive (id, task_type, payload, status, priority, run_at, attempts, max_attempts,
-                               created_at, updated_at, finished_at)
-    VALUES (gen_random_uuid(), 'noop', '{}', 'succeeded', 0, now(), 1, 5, now(), now(), now());
-INSERT INTO job_runs_archive (id, job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
-    SELECT 1, id, 1, 'w', now(), now(), 'succeeded', 1 FROM job_queue_archive;
-WITH c AS (INSERT INTO competitors (coach_id, name, platform_player_id)
-           VALUES (gen_random_uuid(), 'C', 'p00001') RETURNING id)
-INSERT INTO competitor_game_stats (competitor_id, games_played, wins, losses, draws, rating, platform_updated_at,
-                                   fetched_at)
-SELECT id, 1, 1, 0, 0, 1000, now(), now() FROM c;
-"""
 
 
 @pytest.fixture
 async def seeded(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    await conn.execute(SEED)
+    await conn.execute(SEED_EVERY_TABLE)
     for table in TABLES:
         assert await conn.fetchval(f"SELECT count(*) FROM {table}") >= 1, table
     yield conn

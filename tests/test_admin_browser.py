@@ -4,15 +4,14 @@ screenshot of the overview in test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, expect
 
-from tests.support.admin import TOKEN, admin_daemon, enqueue, status_of, until_status
+from tests.support.admin import admin_daemon, enqueue, status_of, until_status
+from tests.support.browser import ARTIFACTS, sign_in_page
 from tests.test_admin_escaping import INJECTED
 
 pytestmark = [
@@ -20,28 +19,10 @@ pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed"),
 ]
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert shutil.which("chromium")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
-async def _sign_in(page: Page, base: str) -> None:
-    await page.goto(f"{base}/admin/")
-    await expect(page).to_have_url(f"{base}/admin/login")
-    await page.fill("#token", TOKEN)
-    await page.click("button[type=submit]")
-    await expect(page).to_have_url(f"{base}/admin/")
 
 
 async def test_on_call_engineer_signs_in_finds_the_failure_and_fixes_it(
@@ -65,7 +46,7 @@ async def test_on_call_engineer_signs_in_finds_the_failure_and_fixes_it(
             await dialog.dismiss()
 
         page.on("dialog", on_dialog)
-        await _sign_in(page, base)
+        await sign_in_page(page, base)
 
         # The counts.
         await expect(page.locator('[data-total="succeeded"] .n')).to_have_text("3")

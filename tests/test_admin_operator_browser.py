@@ -5,17 +5,16 @@ Screenshots of the overview and of the schedule strip land in test-artifacts/.""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.support.admin import TOKEN, admin_daemon
+from tests.support.browser import ARTIFACTS
 from tests.support.procs import WorkerProcess, worker_env
 from worker.schedules import Schedule
 
@@ -24,9 +23,6 @@ pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed"),
 ]
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 LEASE_S = 2.0
 CHART_SUMS = """() => {
   const c = window.workerCharts;
@@ -38,15 +34,6 @@ CHART_SUMS = """() => {
 }"""
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert shutil.which("chromium")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def _open(browser: Browser, base: str, requests: list[str] | None = None) -> Page:

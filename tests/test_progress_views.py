@@ -14,8 +14,8 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.support.admin import admin_daemon, enqueue, sign_in, until_status
+from tests.support.browser import sign_in_page
 from tests.support.game_platform import API_KEY, Platform, seed_competitors
-from tests.test_admin_browser import _sign_in, browser  # noqa: F401  (the fixture)
 from tests.test_game_platform_scale import big_platform  # noqa: F401  (the fixture)
 from worker import db, queue
 from worker.cli.main import main
@@ -94,7 +94,7 @@ async def test_the_bar_of_a_running_sync_advances_without_reloading(
         job_id = await enqueue(conn, "game_platform_sync", {})
         await until_status(conn, job_id, "running")
         page = await browser.new_page()
-        await _sign_in(page, base)
+        await sign_in_page(page, base)
         navigations: list[str] = []
         page.on("framenavigated", lambda frame: navigations.append(frame.url))
 

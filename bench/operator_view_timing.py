@@ -12,7 +12,9 @@ from typing import Any
 
 from tests.support.daemon import make_settings
 from worker import db, history, nodes
+from worker.builtin import default_registry
 from worker.sql import queries
+from worker.task_policy import apply_overrides
 
 
 async def timed(label: str, fn: Callable[[], Awaitable[Any]], n: int = 7) -> None:
@@ -28,6 +30,7 @@ async def timed(label: str, fn: Callable[[], Awaitable[Any]], n: int = 7) -> Non
 async def main(url: str) -> None:
     conn = await db.connect(url)
     settings = make_settings(url, schedules_enabled=True)
+    registry = apply_overrides(default_registry(), settings)
     now = await conn.fetchval("SELECT now()")
     rows = await conn.fetchval("SELECT count(*) FROM job_runs")
     jobs = await conn.fetchval("SELECT count(*) FROM job_queue")
@@ -53,7 +56,7 @@ async def main(url: str) -> None:
     await timed("live workers", lambda: nodes.live_workers(conn))
     await timed("unserved task types", lambda: nodes.unserved_task_types(conn))
     await timed("schedules' track record (2 schedules x 24 slots)",
-                lambda: history.track_records(conn, settings, now))
+                lambda: history.track_records(conn, settings, now, registry=registry))
     await conn.close()
 
 

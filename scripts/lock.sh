@@ -3,7 +3,7 @@
 #   requirements-dev.lock  runtime + test, dev and demo extras: what scripts/setup.sh (and so CI) installs;
 #   requirements.lock      runtime only, constrained to the same versions: what the Dockerfile installs.
 # Both carry sha256 hashes and are installed with `pip install --require-hashes`. Pass uv options through,
-# e.g. `bash scripts/lock.sh --upgrade` or `--upgrade-package httpx`. tests/test_lock.py checks the result.
+# e.g. `bash scripts/lock.sh --upgrade` or `--upgrade-package httpx`. tests/unit/test_lock.py checks the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-$( [ -x .venv/bin/uv ] && echo .venv/bin/uv || echo uv )}

@@ -23,6 +23,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-# The lock, not the version ranges: tests run what the image ships (tests/test_lock.py checks both agree).
+# The lock, not the version ranges: tests run what the image ships (tests/unit/test_lock.py checks both agree).
 "${pip[@]}" --require-hashes --no-deps -r requirements-dev.lock
 "${pip[@]}" --no-deps -e .

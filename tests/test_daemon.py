@@ -184,21 +184,33 @@ async def test_cancelled_running_job_is_stopped_by_its_worker(database_url: str,
 
 async def test_concurrency_is_bounded(database_url: str, conn: asyncpg.Connection) -> None:
     settings = make_settings(database_url, concurrency=3)
-    peak = 0
+    in_flight, peak = 0, 0
+    three = anyio.Event()
     registry = Registry()
 
     async def handler(_p: Empty, _ctx: TaskContext) -> None:
-        await anyio.sleep(0.1)
+        # The handlers count themselves (no sampling): each holds its slot until three run at once (or 5 s pass,
+        # which fails the peak below), so the bound is both reached and never passed, whatever the machine's pace.
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == 3:
+            three.set()
+        try:
+            with anyio.move_on_after(5):
+                await three.wait()
+            await anyio.sleep(0)
+        finally:
+            in_flight -= 1
 
     registry.add(Task("slow", handler, Empty))
-    async with running_daemon(settings, registry) as daemon:
+    async with running_daemon(settings, registry):
         await queue.enqueue_many(conn, [NewJob("slow") for _ in range(12)])
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            peak = max(peak, len(daemon.running))
-            if await conn.fetchval("SELECT count(*) FROM job_queue WHERE status='succeeded'") == 12:
-                break
-            await anyio.sleep(0.01)
+
+        async def all_succeeded() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status='succeeded'") == 12)
+
+        await wait_for(all_succeeded, timeout_s=15)
     assert peak == 3
     assert await conn.fetchval("SELECT count(*) FROM job_queue WHERE status='succeeded'") == 12
 

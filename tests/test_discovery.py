@@ -4,6 +4,7 @@ connects; WORKER_TASKS_ENABLED picks what a replica runs."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tests.support.procs import WorkerProcess, worker_env
 from worker import queue
 from worker.discovery import discover
 from worker.errors import ConfigError
+from worker.service import discover_tasks
 
 NOWHERE = "postgresql://postgres@127.0.0.1:9/nowhere"
 MODULE = '''
@@ -55,6 +57,16 @@ def test_the_builtin_tasks_come_through_the_entry_points(database_url: str) -> N
     found = discover(make_settings(database_url))
     assert found.every.names() == ["cleanup", "game_platform_sync", "noop"]
     assert found.sources["noop"] == "entry point noop (worker)"
+
+
+def test_without_its_own_entry_points_the_builtins_come_from_the_composition_root(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_kw: [])
+    assert discover(make_settings(database_url)).every.names() == []  # the core names no built-in task
+    found = discover_tasks(make_settings(database_url))
+    assert found.every.names() == ["cleanup", "game_platform_sync", "noop"]
+    assert found.sources["noop"] == "built-in (worker)"
 
 
 def test_a_module_task_is_listed_with_its_source(database_url: str, plugin_path: Path) -> None:

@@ -13,9 +13,11 @@ import asyncpg
 from tests.support.admin import BEARER, admin_daemon
 from tests.support.daemon import make_settings
 from worker import history, nodes
+from worker.builtin import default_registry
 from worker.metrics import Metrics
 from worker.schedules import Schedule
 from worker.sql import queries
+from worker.task_policy import apply_overrides
 
 _H = queries("history")
 
@@ -102,7 +104,10 @@ async def test_a_schedules_track_record_shows_failed_missed_and_skipped_slots_an
                finished=slots[4] + timedelta(seconds=3), error="upstream 503")
     settings = make_settings(database_url, schedules_enabled=True, schedule_cleanup="")
     # Read 5 minutes after the latest slot, not after now: near the end of an hour now + 5 min is the next slot.
-    (track,) = await history.track_records(conn, settings, slots[-1] + timedelta(minutes=5), slots=6)
+    registry = apply_overrides(default_registry(), settings)
+    (track,) = await history.track_records(
+        conn, settings, slots[-1] + timedelta(minutes=5), registry=registry, slots=6
+    )
     states = [x["state"] for x in track["slots"]]
     assert states[:5] == ["succeeded", "succeeded", "skipped", "missed", "failed"]
     assert states[5] in ("missed", "due")  # the current slot: no job (depends on the minute the test runs in)
@@ -111,7 +116,7 @@ async def test_a_schedules_track_record_shows_failed_missed_and_skipped_slots_an
     assert track["unhealthy"] and track["last_state"] in ("failed", "missed")
     assert track["consecutive_failures"] >= 2
     assert track["last_success_at"] == slots[1] + hour * 1.5
-    metrics = Metrics(settings=settings)
+    metrics = Metrics(settings=settings, registry=registry)
     assert await metrics.refresh(conn)
     text = metrics.render().decode()
     assert 'worker_schedule_unhealthy{schedule="game_platform_sync"} 1.0' in text

@@ -1,5 +1,5 @@
-"""`POST /api/jobs/run` (real worker processes, the database path through tests/tcpproxy.py) never runs an attempt
-that overlaps another: with WORKER_RUN_BUDGET_S larger than WORKER_LEASE_S, when the run's database path is cut
+"""`POST /api/jobs/run` (real worker processes, the database path through tests/support/tcpproxy.py) never runs an
+attempt that overlaps another: with WORKER_RUN_BUDGET_S larger than WORKER_LEASE_S, when the run's database path is cut
 (reset or black-holed) past the lease and a second daemon recovers the job, or when the job is cancelled and
 retried while the run holds it, the first attempt has really stopped (its handler's own record) before the next
 one starts, and the ledger (job_runs) says so: its times are true and its attempts do not overlap."""

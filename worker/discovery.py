@@ -1,6 +1,7 @@
 """Finding the tasks a worker runs: installed packages' `worker.tasks` entry points, `WORKER_TASK_MODULES` and
 `worker run --tasks`, each naming a Task, a callable returning a Task or tasks, an iterable of tasks, or a
-Registry. The built-in tasks come through this package's own entry points like anyone's.
+Registry. The built-in tasks come through this package's own entry points like anyone's; this module names none of
+them (the composition root passes them in as the fallback: worker/service.py, the import contracts in pyproject.toml).
 
 Anything wrong is a ConfigError naming the culprit (one line, exit 2, before anything connects): a module that
 does not import, an attribute that is not a task, two tasks with one name, an override or allow-list entry that
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,9 +92,9 @@ def load_target(spec: str) -> Any:
     return obj
 
 
-def _entry_points() -> list[tuple[str, Any, str]]:
-    """(name, loader, source) of every installed `worker.tasks` entry point; this package's built-ins when its
-    own metadata lists none (run from a source tree, or installed from an older build)."""
+def _entry_points(own_tasks: Callable[[], Iterable[Task[Any]]]) -> list[tuple[str, Any, str]]:
+    """(name, loader, source) of every installed `worker.tasks` entry point; `own_tasks()` (this package's
+    built-ins) when its own metadata lists none (run from a source tree, or installed from an older build)."""
     found: list[tuple[str, Any, str]] = []
     own = False
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -101,17 +102,19 @@ def _entry_points() -> list[tuple[str, Any, str]]:
         own = own or dist == "worker"
         found.append((ep.name, ep, f"entry point {ep.name} ({dist})"))
     if not own:
-        from worker.builtin import builtin_tasks
-
-        found[:0] = [(t.name, t, "built-in (worker)") for t in builtin_tasks()]
+        found[:0] = [(t.name, t, "built-in (worker)") for t in own_tasks()]
     return found
 
 
-def discover(settings: Settings, extra: Sequence[str] = ()) -> Discovered:
+def discover(
+    settings: Settings, extra: Sequence[str] = (), *, own_tasks: Callable[[], Iterable[Task[Any]]] = tuple
+) -> Discovered:
     """Every task from entry points, WORKER_TASK_MODULES and `extra` (`--tasks`), overrides applied, and the
-    allow-list applied; ConfigError naming the culprit on any problem."""
+    allow-list applied; ConfigError naming the culprit on any problem. `own_tasks`: what this package's own entry
+    points name, used when its installed metadata lists none (`worker.service.discover_tasks` passes the
+    built-ins)."""
     collected: list[tuple[Task[Any], str]] = []
-    for _name, loader, source in _entry_points():
+    for _name, loader, source in _entry_points(own_tasks):
         if isinstance(loader, Task):
             collected.append((loader, source))
             continue

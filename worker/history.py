@@ -16,14 +16,12 @@ from typing import Any
 
 from croniter import croniter
 
-from worker.builtin import default_registry
 from worker.db import translate
 from worker.errors import InvalidInput
 from worker.queue import Executor
 from worker.schedules import Schedule, schedules_of
 from worker.settings import Settings
 from worker.sql import queries
-from worker.task_policy import apply_overrides
 from worker.tasks import Registry
 
 __all__ = ["SLOTS", "WINDOWS", "charts", "parse_window", "track_records"]
@@ -148,17 +146,15 @@ def _record(k: _Known, jobs_by_key: dict[str, dict[str, Any]], now: datetime, sl
 
 
 async def track_records(
-    conn: Executor, settings: Settings, now: datetime, *, registry: Registry | None = None,
+    conn: Executor, settings: Settings, now: datetime, *, registry: Registry,
     handled: Sequence[str] | None = None, slots: int = SLOTS,
 ) -> list[dict[str, Any]]:
-    """Every schedule the tasks declare (`registry`, overrides applied; default: the discovered tasks) or known to
-    the database, with its last `slots` slots (oldest first). `handled`: the task types this process runs (a
-    schedule of another type is not enabled here)."""
+    """Every schedule the tasks declare (`registry`, overrides applied) or known to the database, with its last
+    `slots` slots (oldest first). `handled`: the task types this process runs (a schedule of another type is not
+    enabled here)."""
     with translate():
         rows = {r["name"]: dict(r) for r in await conn.fetch(_OP["schedules"])}
     known: list[_Known] = []
-    if registry is None:
-        registry = apply_overrides(default_registry(), settings)
     for s in schedules_of(registry):
         enabled = s.enabled and settings.schedules_enabled and (handled is None or s.task_type in handled)
         row = rows.pop(s.name, {})

@@ -34,7 +34,7 @@ EventDict = MutableMapping[str, Any]
 
 class _Clock:
     """UTC ISO-8601 timestamps with microseconds ("2026-11-30T05:06:07.123456Z"); the date-and-second part is
-    formatted once per second (two lines per job made the general-purpose formatter a visible cost)."""
+    formatted once per second: a job's two lines cost no date formatting of their own."""
 
     second = -1
     prefix = ""
@@ -61,8 +61,8 @@ class _StdoutLogger:
 
     Inside an event loop the lines are buffered and written together at the end of the loop iteration, with one
     write and one flush: every job logs two lines, and under PYTHONUNBUFFERED (the container's setting) each
-    `write` is a system call of its own, which was a quarter of the daemon's CPU per job. Outside a loop, and
-    at interpreter exit, what is buffered is written at once.
+    `write` is a system call of its own, so a loop iteration makes one system call however many lines it logs.
+    Outside a loop, and at interpreter exit, what is buffered is written at once.
     """
 
     _pending: ClassVar[list[str]] = []
@@ -137,9 +137,9 @@ _IDENTITY_FIELDS = frozenset(_REPEATED + _ID_SHAPED)
 class _JobLines:
     """Renders a batch of per-job lines exactly as the standard configuration's processors would
     (merge_contextvars, level and timestamp, format_exc_info, the redactor, the JSON renderer), without
-    structlog's per-call machinery, and writes them together when the batch ends: two lines per job made that
-    machinery a fifth of the daemon's CPU per job. The context variables and the timestamp are read once, when
-    the batch starts: its lines are one moment's (a claim's jobs, a flush's acknowledgements)."""
+    structlog's per-call machinery, and writes them together when the batch ends: a job's lines cost their
+    rendering only. The context variables and the timestamp are read once, when the batch starts: its lines are
+    one moment's (a claim's jobs, a flush's acknowledgements)."""
 
     __slots__ = ("context", "lines", "min_level", "redactor", "timestamp")
 

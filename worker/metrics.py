@@ -170,8 +170,8 @@ class Metrics(Hooks):
         self.progress_snapshot: dict[str, tuple[float, float]] = {}
         self.database_up = False
         self.settings = settings
-        """With settings, a scrape also reads the schedules' track record (worker_schedule_* gauges) of the
-        schedules `registry`'s tasks declare (default: the discovered tasks)."""
+        """With settings and a registry, a scrape also reads the schedules' track record (worker_schedule_* gauges)
+        of the schedules `registry`'s tasks declare (overrides applied) and those known to the database."""
         self.schedule_registry = registry
         self.listener_up: Callable[[], bool] | None = None
         self.workers: list[dict[str, Any]] = []
@@ -262,7 +262,7 @@ class Metrics(Hooks):
                 workers = await nodes.live_workers(conn)
                 unserved = await nodes.unserved_task_types(conn)
                 tracks = []
-                if self.settings is not None:
+                if self.settings is not None and self.schedule_registry is not None:
                     now = await conn.fetchval(_Q["db_now"])
                     tracks = await history.track_records(conn, self.settings, now, registry=self.schedule_registry)
                 due: Sequence[Any] = await conn.fetch(_Q["due_pending_by_task_type"])

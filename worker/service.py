@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import anyio
 import asyncpg
@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings
 
 from worker import db, limits, queue
 from worker.alerts import Alerts
-from worker.discovery import config_secrets, discover, load_task_configs
+from worker.builtin import builtin_tasks
+from worker.discovery import Discovered, config_secrets, discover, load_task_configs
 from worker.errors import DatabaseUnavailable, MigrationError
 from worker.hooks import MultiHooks
 from worker.logs import install_redaction
@@ -22,11 +23,17 @@ from worker.settings import Settings
 from worker.task_policy import apply_overrides
 from worker.tasks import Registry
 
-__all__ = ["build_daemon", "create_work_pool", "serve"]
+__all__ = ["build_daemon", "create_work_pool", "discover_tasks", "serve"]
 
 log = structlog.get_logger("worker.service")
 
 POOL_CLOSE_S = 2.0
+
+
+def discover_tasks(settings: Settings, extra: Sequence[str] = ()) -> Discovered:
+    """worker/discovery.py's `discover`, with this package's built-in tasks as the fallback when its installed
+    metadata lists no entry points: the core names no built-in task (the import contracts in pyproject.toml)."""
+    return discover(settings, extra, own_tasks=builtin_tasks)
 
 
 async def _ensure_schema(settings: Settings, *, apply: bool, registry: Registry) -> None:
@@ -126,7 +133,7 @@ async def serve(
 ) -> int:
     """Run the daemon with `registry`, or the discovered tasks this replica is allowed to run. Discovery and the
     tasks' settings are checked before anything connects (ConfigError)."""
-    registry = registry if registry is not None else discover(settings).enabled
+    registry = registry if registry is not None else discover_tasks(settings).enabled
     registry = apply_overrides(registry, settings)
     install_redaction([*settings.secret_values(), *config_secrets(load_task_configs(registry))])
     await _ensure_schema(settings, apply=migrate_first, registry=registry)

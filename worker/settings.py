@@ -261,7 +261,7 @@ _IPV6_HOST = re.compile(r"\[[^\]]+\](?::(.*))?")
 def _check_postgres_url(url: str) -> None:
     """Refuse, before anything connects, what asyncpg's DSN parser would choke on or misread (a password's
     tail taken for the port, the database, the query or another host). The messages quote no part of the URL:
-    any part may be a fragment of the password. Guarded by tests/test_settings.py and test_hostile_cli.py,
+    any part may be a fragment of the password. Guarded by tests/unit/test_settings.py and test_hostile_cli.py,
     which also check that asyncpg parses every URL accepted here as written."""
     try:
         parts = urlsplit(url)

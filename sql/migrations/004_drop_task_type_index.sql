@@ -1,6 +1,3 @@
--- 004: drop job_queue_task_type_idx.
--- No query needs it: the per-type counts (metrics, admin, doctor) read every row and group them, and the
--- listings filter by type while they walk job_queue_created_idx. Yet a job's every status change is a
--- non-HOT update (status is in the partial indexes' predicates), so each claim and each finish inserted a
--- new entry into it: about 3 µs of database CPU per job per update, for nothing.
+-- 004: drop job_queue_task_type_idx. No query uses it (per-type counts group every row, listings walk
+-- job_queue_created_idx), yet every status change is a non-HOT update that had to add an entry to it.
 DROP INDEX IF EXISTS job_queue_task_type_idx;

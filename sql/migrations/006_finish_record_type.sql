@@ -1,8 +1,6 @@
--- 006: the finish statement's batch as one array of records.
--- A batch of finished attempts was sent as nine parallel arrays. asyncpg checks every element of an array
--- parameter against three abstract base classes (is it a nested array?), a few microseconds of the daemon's
--- CPU per job spent on isinstance() alone; one array of records costs those checks once per job, not nine
--- times. The type describes one finished attempt as the daemon sends it (see queue.sql, finish).
+-- 006: the finish statement takes its batch as one array of job_queue_finished records, one finished attempt as
+-- the daemon sends it (queue.sql, finish), instead of nine parallel arrays: asyncpg checks each element of an
+-- array parameter, so a job's attempt is checked once, not nine times.
 CREATE TYPE job_queue_finished AS (
     id              uuid,
     attempt         integer,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.cli.output import print_json, print_table
-from worker.discovery import Discovered, config_secrets, discover, load_task_configs
+from worker.discovery import Discovered, config_secrets, load_task_configs
+from worker.service import discover_tasks
 from worker.settings import Settings
 from worker.task_policy import effective_policy
 from worker.tasks import Registry
@@ -22,7 +23,7 @@ NEEDS_TASKS = frozenset({"run", "tasks", "enqueue", "jobs", "pause", "resume", "
 def load(settings: Settings, args: argparse.Namespace) -> Discovered:
     """Discover once per process (ConfigError naming the culprit); `--tasks` adds module:attribute specs."""
     if "found" not in _found:
-        _found["found"] = discover(settings, getattr(args, "tasks", None) or ())
+        _found["found"] = discover_tasks(settings, getattr(args, "tasks", None) or ())
     return _found["found"]
 
 
@@ -31,7 +32,7 @@ def forget() -> None:
 
 
 def discovered(settings: Settings) -> Discovered:
-    return _found["found"] if "found" in _found else discover(settings)
+    return _found["found"] if "found" in _found else discover_tasks(settings)
 
 
 def registry(settings: Settings) -> Registry:

@@ -91,7 +91,7 @@ class SharedRateLimiter:
     (job_queue_rate_buckets, migration 010) at `rate` per second holding at most `burst`. A process draws a batch
     of tokens per statement (one per request waiting, at most `batch`, all or none) and spends them within `hold_s`
     or loses them, so the fleet never sends more than `burst + rate * t` in any `t` seconds
-    (tests/test_rate_limit_process.py: 0 answers 429 with three daemons). The draw is one UPDATE: nothing stays
+    (tests/test_limits_process.py: 0 answers 429 with three daemons). The draw is one UPDATE: nothing stays
     locked when a process dies. When the database cannot be reached the process falls back to a local bucket
     at `fallback_share` of the rate (logged; retried every `retry_shared_s`), never more than the rate."""
 

@@ -2,9 +2,8 @@
 
 Each job gets a deadline when it starts. One timer is armed for the earliest deadline that may still be
 pending; when it fires, the running jobs (at most `concurrency` of them) are looked over, those past their
-deadline are stopped, and the timer is armed again for the earliest of the rest. Jobs that end in time cost
-nothing more than a comparison (a timer handle per job, armed and cancelled, was a visible part of the
-daemon's CPU per job for short jobs).
+deadline are stopped, and the timer is armed again for the earliest of the rest. A job that ends in time costs
+a comparison and no timer handle of its own (tests/unit/test_deadlines.py).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from worker.runtime.listener import Listener
 from worker.runtime.stopping import write_back
 from worker.runtime.wakeup import Wakeup
 from worker.settings import Settings
-from worker.tasks import Registry, TaskContext
+from worker.tasks import Registry, job_context
 
 __all__ = ["Daemon", "RunningJob"]
 
@@ -334,7 +334,7 @@ class Daemon:
         finished: Finished | None = None
         try:
             plan = self.plans.get(job.task_type) or plan_for(self.registry.get(job.task_type), self.settings)
-            ctx = TaskContext(job, self.worker_id, self.resources)
+            ctx = job_context(job, self.worker_id, self.resources)
             finished = await attempt(rj, plan, ctx, self.deadlines)
         except Exception as exc:  # a bug outside the handler: never lose the job, stop the daemon
             log.error("daemon.job_runner_crashed", job_id=str(job.id), error=repr(exc), exc_info=True)

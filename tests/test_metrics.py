@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemon import wait_for
@@ -146,3 +147,41 @@ def test_batch_hooks_count_the_same_as_one_job_at_a_time() -> None:
     assert batched.registry.get_sample_value(
         "worker_job_last_success_timestamp_seconds", {"task_type": "a"}
     ) == (now + timedelta(seconds=700)).timestamp()
+
+
+def test_a_batch_of_durations_counts_as_one_observation_each() -> None:
+    """Metrics.jobs_finished observes a batch's durations per distinct value: every bucket counts each attempt
+    as observing one at a time would, and the sum is the same (up to float rounding)."""
+    now = datetime.now(UTC)
+    durations = [0, 0, 0, 5, 5, 12, 12, 12, 12, 260, 4000, 0]
+
+    def fin(ms: int) -> Finished:
+        return Finished(uuid.uuid4(), "a", 1, "succeeded", "succeeded", now, now, ms)
+
+    one_by_one, batched = Metrics(["a"]), Metrics(["a"])
+    for ms in durations:
+        one_by_one.job_finished(fin(ms))
+    batched.jobs_finished([fin(ms) for ms in durations])
+
+    def histogram(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in m.registry.collect() for s in f.samples
+                if s.name.startswith("worker_job_duration_seconds") and not s.name.endswith("_created")}
+
+    expected, got = histogram(one_by_one), histogram(batched)
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert got[key] == (pytest.approx(value) if key[0].endswith("_sum") else value), key
+    assert got[("worker_job_duration_seconds_count", (("outcome", "succeeded"), ("task_type", "a")))] == 12
+
+
+def test_a_histogram_without_prometheus_internals_is_observed_per_attempt() -> None:
+    from worker.metrics import _observe_ms
+
+    seen: list[float] = []
+
+    class Plain:
+        def observe(self, value: float) -> None:
+            seen.append(value)
+
+    _observe_ms(Plain(), {0: 2, 7: 1})
+    assert sorted(seen) == [0.0, 0.0, 0.007]

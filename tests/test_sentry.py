@@ -144,3 +144,31 @@ def test_nothing_is_initialised_without_a_dsn(database_url: str) -> None:
 )
 def test_error_class_is_read_from_the_recorded_error(error: str | None, cls: str) -> None:
     assert error_class(error) == cls
+
+
+def test_a_batch_of_ends_counts_streaks_as_one_at_a_time(database_url: str) -> None:
+    """Alerts.jobs_finished (which skips the call for a success while no streak is open) leaves the same
+    failure streaks and sends the same alerts as job_finished for each end in order."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from worker.queue import Finished
+
+    now = datetime.now(UTC)
+    outcomes = [("a", "succeeded"), ("a", "retry"), ("b", "retry"), ("a", "retry"), ("a", "succeeded"),
+                ("b", "retry"), ("b", "failed"), ("c", "succeeded"), ("a", "retry")]
+    ends = [
+        Finished(uuid.uuid4(), t, 1, "succeeded" if o == "succeeded" else "pending" if o == "retry" else "failed",
+                 o, now, now, 0, error=None if o == "succeeded" else "RuntimeError: x")  # type: ignore[arg-type]
+        for t, o in outcomes
+    ]
+    sent: list[list[tuple[str, dict[str, Any]]]] = [[], []]
+    batched, one_by_one = Alerts(make_settings(database_url)), Alerts(make_settings(database_url))
+    for i, alerts in enumerate((batched, one_by_one)):
+        alerts.threshold = 2
+        alerts._send = lambda message, i=i, **tags: sent[i].append((message, tags))  # type: ignore[method-assign]
+    batched.jobs_finished(ends)
+    for f in ends:
+        one_by_one.job_finished(f)
+    assert batched.streaks == one_by_one.streaks == {"a": 1, "b": 3}
+    assert sent[0] == sent[1] and sent[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -83,6 +83,13 @@ class Alerts(Hooks):
         self.enabled = init_sentry(settings) if enabled is None else enabled
         self.threshold = settings.sentry_consecutive_failures
         self.streaks: dict[str, int] = {}
+
+    def jobs_finished(self, batch: Sequence[Finished]) -> None:
+        """job_finished for each, in order, without a call per success while no failure streak is open."""
+        streaks = self.streaks
+        for f in batch:
+            if f.outcome != "succeeded" or streaks:
+                self.job_finished(f)
 
     def job_finished(self, finished: Finished) -> None:
         t = finished.task_type

@@ -25,10 +25,14 @@ class Hooks:
         return None
 
     def jobs_claimed(self, jobs: Sequence[Job]) -> None:
+        if type(self).job_claimed is Hooks.job_claimed:  # not overridden: nothing to call per job
+            return
         for job in jobs:
             self.job_claimed(job)
 
     def jobs_finished(self, batch: Sequence[Finished]) -> None:
+        if type(self).job_finished is Hooks.job_finished:
+            return
         for finished in batch:
             self.job_finished(finished)
 

@@ -9,6 +9,7 @@ import logging
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -18,7 +19,7 @@ import structlog
 
 from worker.redaction import Redactor
 
-__all__ = ["configure_logging", "install_redaction", "job_lines"]
+__all__ = ["configure_logging", "install_redaction", "job_event", "job_lines"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -132,6 +133,10 @@ _LEVEL_OF_WRAPPER = {structlog.make_filtering_bound_logger(n): n for n in _LEVEL
 _REPEATED = ("event", "task_type", "worker_id")
 _ID_SHAPED = ("job_id", "retry_at", "attempt", "duration_ms")
 _IDENTITY_FIELDS = frozenset(_REPEATED + _ID_SHAPED)
+# The keys of a line that `_JobLines.job` renders from a template; a context variable of the same name sends the
+# line through the general path, where the call's own field wins.
+_TEMPLATE_KEYS = frozenset({*_IDENTITY_FIELDS, "level", "timestamp"})
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class _JobLines:
@@ -141,7 +146,7 @@ class _JobLines:
     rendering only. The context variables and the timestamp are read once, when the batch starts: its lines are
     one moment's (a claim's jobs, a flush's acknowledgements)."""
 
-    __slots__ = ("context", "lines", "min_level", "redactor", "timestamp")
+    __slots__ = ("context", "lines", "min_level", "redactor", "templates", "timestamp")
 
     def __init__(self, min_level: int, redactor: Redactor | None) -> None:
         self.min_level = min_level
@@ -151,6 +156,7 @@ class _JobLines:
             self.context = {k: redactor.redact(v) for k, v in self.context.items()}
         self.timestamp = _Clock.now()
         self.lines: list[str] = []
+        self.templates: dict[tuple[str, str, str, str], tuple[str, str] | None] = {}
 
     def debug(self, event: str, **fields: Any) -> None:
         if self.min_level <= logging.DEBUG:
@@ -182,6 +188,63 @@ class _JobLines:
         event_dict["timestamp"] = self.timestamp
         self.lines.append(orjson.dumps(event_dict, option=orjson.OPT_NON_STR_KEYS).decode())  # as _dumps
 
+    def job(
+        self, method: str, event: str, job_id: uuid.UUID, task_type: str, attempt: int, worker_id: str,
+        duration_ms: int | None = None,
+    ) -> None:
+        """One job's identity line (see `job_event`), the same text as `_emit` renders for it, from a template made
+        once per batch for each (level, event, task type, worker id): the job's id, attempt and duration are the
+        only values that change, and their text needs no escaping. Lines the template cannot render exactly (a
+        secret that could be spelled in an id, a context variable named like one of the line's keys) take the
+        general path (tests/unit/test_logging.py: test_job_event_lines_equal_the_general_path_s)."""
+        if _METHOD_LEVELS[method] < self.min_level:
+            return
+        key = (method, event, task_type, worker_id)
+        try:
+            template = self.templates[key]
+        except KeyError:
+            template = self.templates[key] = self._template(method, event, task_type, worker_id)
+        if (
+            template is None or not isinstance(job_id, uuid.UUID) or type(attempt) is not int
+            or (duration_ms is not None and type(duration_ms) is not int)
+        ):
+            fields: dict[str, Any] = {"job_id": str(job_id), "task_type": task_type, "attempt": attempt}
+            if duration_ms is not None:
+                fields["duration_ms"] = duration_ms
+            fields["worker_id"] = worker_id
+            self._emit(method, event, fields)
+            return
+        middle, tail = template
+        if duration_ms is None:
+            self.lines.append(f'{{"job_id":"{job_id!s}{middle}{attempt}{tail}')
+        else:
+            self.lines.append(f'{{"job_id":"{job_id!s}{middle}{attempt},"duration_ms":{duration_ms}{tail}')
+
+    def _template(self, method: str, event: str, task_type: str, worker_id: str) -> tuple[str, str] | None:
+        """The text around a line's job id and attempt, or None where only the general path renders it exactly."""
+        if not isinstance(event, str) or not isinstance(task_type, str) or not isinstance(worker_id, str):
+            return None
+        if self.context and not _TEMPLATE_KEYS.isdisjoint(self.context):
+            return None
+        if self.redactor is not None:
+            if self.redactor.fits_ids:
+                return None
+            event, task_type, worker_id = self.redactor.redact_repeated((event, task_type, worker_id))
+        try:
+            context = orjson.dumps(self.context, option=orjson.OPT_NON_STR_KEYS).decode()[1:-1] if self.context else ""
+        except TypeError:
+            return None
+
+        def text(value: str) -> str:
+            return orjson.dumps(value).decode()
+
+        middle = f'","task_type":{text(task_type)},"attempt":'
+        tail = (
+            f',"worker_id":{text(worker_id)},"event":{text(event)}{"," * bool(context)}{context},'
+            f'"level":{text(method)},"timestamp":{text(self.timestamp)}}}'
+        )
+        return middle, tail
+
 
 def _redact_job_line(redactor: Redactor, fields: EventDict) -> None:
     """The redactor's processor for one per-job line: a subset test and a memo look-up when the line holds
@@ -200,6 +263,23 @@ def _redact_job_line(redactor: Redactor, fields: EventDict) -> None:
         for key in _ID_SHAPED:
             if key in fields:
                 fields[key] = redactor.redact(fields[key])
+
+
+def job_event(
+    blog: Any, method: str, event: str, job_id: uuid.UUID, task_type: str, attempt: int, worker_id: str,
+    duration_ms: int | None = None,
+) -> None:
+    """`blog.<method>(event, job_id=str(job_id), task_type=..., attempt=..., [duration_ms=...,] worker_id=...)`
+    for a logger from `job_lines`: the per-job lines of the daemon's hot path (a claim's `job.claimed`, a flush's
+    `job.succeeded`), rendered from a per-batch template under the standard configuration."""
+    if type(blog) is _JobLines:
+        blog.job(method, event, job_id, task_type, attempt, worker_id, duration_ms)
+        return
+    fields: dict[str, Any] = {"job_id": str(job_id), "task_type": task_type, "attempt": attempt}
+    if duration_ms is not None:
+        fields["duration_ms"] = duration_ms
+    fields["worker_id"] = worker_id
+    getattr(blog, method)(event, **fields)
 
 
 @contextlib.contextmanager

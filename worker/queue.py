@@ -74,19 +74,35 @@ class Job:
     started_at: datetime
 
 
+class _ClaimedJob:
+    """Job's slots without its frozen __setattr__: a claimed row's Job is built as one of these, with plain
+    attribute stores, then made a Job (`__class__`, the same slots layout). A frozen dataclass's __init__ makes
+    a call per field, and the claim builds a Job per row (tests/unit/test_claimed_jobs.py:
+    test_claimed_jobs_are_plain_frozen_jobs)."""
+
+    __slots__ = ("attempt", "id", "max_attempts", "payload", "priority", "started_at", "task_type")
+
+
 def _claimed_jobs(rows: Iterable[Mapping[str, Any]]) -> list[Job]:
     """Jobs from claimed rows. Their start comes as epoch seconds (`started_epoch`, the same for every row of
     one claim): one datetime per distinct value, not a timestamp decoded per row."""
     starts: dict[float, datetime] = {}
-    jobs = []
+    jobs: list[Job] = []
     for row in rows:
         epoch = row["started_epoch"]
         started = starts.get(epoch)
         if started is None:
             started = starts[epoch] = datetime.fromtimestamp(epoch, UTC)
-        jobs.append(Job(row["id"], row["task_type"], row["payload"], row["attempts"], row["max_attempts"],
-                        row["priority"], started))
+        job: Any = _ClaimedJob()
+        job.id, job.task_type, job.payload = row["id"], row["task_type"], row["payload"]
+        job.attempt, job.max_attempts, job.priority = row["attempts"], row["max_attempts"], row["priority"]
+        job.started_at = started
+        job.__class__ = Job
+        jobs.append(job)
     return jobs
+
+
+assert sorted(_ClaimedJob.__slots__) == sorted(Job.__slots__)  # the layout __class__ needs (slots are laid out sorted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Sequence
 
 import anyio
@@ -140,6 +141,10 @@ async def serve(
     pool = await create_work_pool(settings)
     try:
         daemon = build_daemon(settings, registry, pool)
+        # Everything start-up made (modules, tasks, settings, the pool) lives as long as the process: out of the
+        # cyclic collector's way, whose full passes would otherwise walk it again and again while jobs churn.
+        gc.collect()
+        gc.freeze()
         code = await daemon.run(handle_signals=handle_signals)
         daemon.resources["alerts"].flush()
         return code

@@ -25,7 +25,9 @@ from worker.progress import ProgressReporter
 from worker.queue import Job, validate_task_type
 from worker.settings import Settings
 
-__all__ = ["MAINTENANCE_PRIORITY", "EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error"]
+__all__ = [
+    "MAINTENANCE_PRIORITY", "EmptyPayload", "Registry", "Task", "TaskContext", "format_validation_error", "job_context",
+]
 
 P = TypeVar("P", bound=BaseModel)
 C = TypeVar("C", bound=BaseSettings)
@@ -90,6 +92,25 @@ class TaskContext:
             found = model()
         assert isinstance(found, model)
         return found
+
+
+class _Context:
+    """TaskContext's slots without its frozen __setattr__ (see `job_context`)."""
+
+    __slots__ = ("_reporter", "job", "resources", "worker_id")
+
+
+assert sorted(_Context.__slots__) == sorted(TaskContext.__slots__)  # the layout __class__ needs
+
+
+def job_context(job: Job, worker_id: str, resources: dict[str, Any]) -> TaskContext:
+    """`TaskContext(job, worker_id, resources)`, built with plain attribute stores and then made a TaskContext
+    (`__class__`, the same slots layout): the daemon builds one per job, and a frozen dataclass's __init__
+    makes a call per field (tests/unit/test_claimed_jobs.py: test_a_job_context_is_a_plain_task_context)."""
+    ctx: Any = _Context()
+    ctx.job, ctx.worker_id, ctx.resources, ctx._reporter = job, worker_id, resources, None
+    ctx.__class__ = TaskContext
+    return ctx  # type: ignore[no-any-return]
 
 
 Handler = Callable[[Any, TaskContext], Awaitable[Any]]

@@ -6,12 +6,13 @@ import asyncio
 import json
 import re
 import threading
+import uuid
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from worker.logs import configure_logging, job_lines
+from worker.logs import configure_logging, job_event, job_lines
 
 
 @pytest.fixture
@@ -100,6 +101,50 @@ def test_job_lines_rendered_in_one_step_equal_structlog_s_own(
     assert list(lines[0]) == list(lines[3])  # the same key order too
     assert lines[0]["request_id"] == "r-1" and lines[1]["level"] == "warning" and lines[2]["level"] == "error"
     assert ("hunter2-key" in lines[0]["url"]) is not bool(secrets)
+
+
+@pytest.mark.parametrize(
+    ("secrets", "context", "worker_id"),
+    [
+        ([], {}, "w-1"),
+        ([], {"request_id": "r-1", "n": 3}, "w-1"),
+        (["hunter2-key"], {"request_id": "r hunter2-key"}, "w-1"),
+        (["hunter2-key"], {}, "w-hunter2-key"),  # a secret in a repeated field
+        (["deadbeef"], {}, "w-1"),  # a secret that could be spelled in a job id: the general path
+        ([], {"worker_id": "from-context", "level": "x"}, "w-\"quoted\"\n"),  # context keys named like the line's
+    ],
+)
+def test_job_event_lines_equal_the_general_path_s(
+    capsys: pytest.CaptureFixture[str], secrets: list[str], context: dict[str, object], worker_id: str
+) -> None:
+    job_id = uuid.UUID("deadbeef-0000-4000-8000-000000000001")
+    old = structlog.get_config()
+    try:
+        configure_logging("info", "json", secrets=secrets)
+        with structlog.contextvars.bound_contextvars(**context), job_lines(structlog.get_logger("t")) as batch:
+            for duration_ms in (None, 7):
+                job_event(batch, "info", "job.succeeded", job_id, "noop", 2, worker_id, duration_ms)
+                fields: dict[str, object] = {"job_id": str(job_id), "task_type": "noop", "attempt": 2}
+                if duration_ms is not None:
+                    fields["duration_ms"] = duration_ms
+                batch.info("job.succeeded", **fields, worker_id=worker_id)
+            job_event(batch, "debug", "job.claimed", job_id, "noop", 2, worker_id)  # below the level: nothing
+    finally:
+        structlog.configure(**old)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0] == lines[1] and lines[2] == lines[3]  # the same text, byte for byte
+    assert ("hunter2-key" in lines[0] + lines[2]) is False
+    assert json.loads(lines[2])["duration_ms"] == 7 and "duration_ms" not in json.loads(lines[0])
+
+
+def test_job_event_goes_through_structlog_when_logs_are_captured() -> None:
+    with capture_logs() as captured, job_lines(structlog.get_logger("t")) as lines:
+        job_event(lines, "info", "job.succeeded", uuid.UUID(int=1), "noop", 1, "w-1", 5)
+    assert captured == [{
+        "event": "job.succeeded", "job_id": str(uuid.UUID(int=1)), "task_type": "noop", "attempt": 1,
+        "duration_ms": 5, "worker_id": "w-1", "log_level": "info",
+    }]
 
 
 def test_job_lines_respect_the_configured_level(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from worker import db, queue
 from worker.backoff import DATABASE_AWAY, Backoff
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.logs import job_lines
+from worker.logs import job_event, job_lines
 from worker.queue import Finished
 from worker.runtime.wakeup import Wakeup
 
@@ -96,7 +96,11 @@ class Completions:
                     self.retry_due.append(now + max(0.0, (f.retry_at - f.finished_at).total_seconds()) + 0.005)
                     if self.on_retry_scheduled is not None:
                         self.on_retry_scheduled.set()
-                _log(blog, f, self.worker_id)
+                if f.outcome == "succeeded":  # the common line, without _log's call
+                    job_event(blog, "info", "job.succeeded", f.job_id, f.task_type, f.attempt, self.worker_id,
+                              f.duration_ms)
+                else:
+                    _log(blog, f, self.worker_id)
                 recorded.append(f)
         if recorded:
             self.hooks.jobs_finished(recorded)
@@ -117,10 +121,7 @@ class Completions:
 
 def _log(blog: Any, f: Finished, worker_id: str) -> None:
     if f.outcome == "succeeded":
-        blog.info(
-            "job.succeeded", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,
-            duration_ms=f.duration_ms, worker_id=worker_id,
-        )
+        job_event(blog, "info", "job.succeeded", f.job_id, f.task_type, f.attempt, worker_id, f.duration_ms)
     elif f.outcome == "retry":
         blog.warning(
             "job.failed", job_id=str(f.job_id), task_type=f.task_type, attempt=f.attempt,

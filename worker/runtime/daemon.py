@@ -27,7 +27,7 @@ import structlog
 from worker import db, queue
 from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
-from worker.logs import job_lines
+from worker.logs import job_event, job_lines
 from worker.queue import Finished, Job
 from worker.runtime.claim_ahead import ahead_batches
 from worker.runtime.completions import Completions
@@ -38,15 +38,12 @@ from worker.runtime.listener import Listener
 from worker.runtime.stopping import write_back
 from worker.runtime.wakeup import Wakeup
 from worker.settings import Settings
-from worker.tasks import Registry, TaskContext
+from worker.tasks import Registry, job_context
 
 __all__ = ["Daemon", "RunningJob"]
 
 log = structlog.get_logger("worker.daemon")
-
-
 Loop = Callable[[], Awaitable[None]]
-
 
 
 class Daemon:
@@ -70,6 +67,7 @@ class Daemon:
         self.plans: dict[str, Plan] = {task.name: plan_for(task, settings) for task in registry}
         """Each task type's timeout and backoff (its own policy), worked out once."""
         self.stop_event = anyio.Event()
+        self._stopping = False  # stop_event.is_set(), read once per job
         self.started = anyio.Event()
         self.wakeup = Wakeup()
         self.slot_freed = Wakeup()
@@ -119,6 +117,7 @@ class Daemon:
         if not self.stop_event.is_set():
             log.info("daemon.stopping", running=len(self.running), grace_s=self.settings.shutdown_grace_s)
         self.stop_event.set()
+        self._stopping = True
         self.wakeup.set()
         self.slot_freed.set()
 
@@ -255,9 +254,9 @@ class Daemon:
         return self.settings.concurrency if self._ahead_batches() else self._batch_min
 
     def _fill_slots(self) -> None:
-        while self.ready and len(self.running) < self.settings.concurrency and not self.stop_event.is_set():
-            job_id = next(iter(self.ready))
-            self._start(self.ready.pop(job_id))
+        ready, running, slots = self.ready, self.running, self.settings.concurrency
+        while ready and len(running) < slots and not self._stopping:
+            self._start(ready.pop(next(iter(ready))))
 
     def _recovery_due(self) -> bool:
         last = self.last_recovery_monotonic
@@ -315,21 +314,18 @@ class Daemon:
         """The jobs one claim took (their rows are `running` now): held, those that fit started, then logged and
         reported as a batch (the lines are rendered now, before any job runs; the write comes later)."""
         for job in jobs:
-            self.ready[job.id] = RunningJob(job, last_lease_ok=sent)
+            self.ready[job.id] = RunningJob(job, None, sent)
         self._fill_slots()
         with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
             for job in jobs:
-                blog.info(
-                    "job.claimed", job_id=str(job.id), task_type=job.task_type, attempt=job.attempt,
-                    worker_id=self.worker_id,
-                )
+                job_event(blog, "info", "job.claimed", job.id, job.task_type, job.attempt, self.worker_id)
         self.hooks.jobs_claimed(jobs)
 
     def _start(self, rj: RunningJob) -> None:
         job = rj.job
         rj.started = time.monotonic()
         self.running[job.id] = rj
-        rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id}")
+        rj.task = asyncio.get_running_loop().create_task(self._run_job(rj), name=f"job {job.id!s}")
 
     async def _run_job(self, rj: RunningJob) -> None:
         """The daemon's side of one job: the shared per-job core (worker.jobrun.attempt) in one cheap task, then
@@ -338,7 +334,7 @@ class Daemon:
         finished: Finished | None = None
         try:
             plan = self.plans.get(job.task_type) or plan_for(self.registry.get(job.task_type), self.settings)
-            ctx = TaskContext(job=job, worker_id=self.worker_id, resources=self.resources)
+            ctx = job_context(job, self.worker_id, self.resources)
             finished = await attempt(rj, plan, ctx, self.deadlines)
         except Exception as exc:  # a bug outside the handler: never lose the job, stop the daemon
             log.error("daemon.job_runner_crashed", job_id=str(job.id), error=repr(exc), exc_info=True)

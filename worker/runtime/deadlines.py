@@ -27,10 +27,13 @@ class Deadlines:
         """Called for each running job past its deadline."""
         self._timer: asyncio.TimerHandle | None = None
         self._at = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def watch(self, rj: RunningJob, timeout_s: float) -> None:
         """Give `rj` (which has just started) a deadline `timeout_s` from now."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():  # get_running_loop() makes a system call (getpid): once per loop
+            loop = self._loop = asyncio.get_running_loop()
         rj.deadline = loop.time() + timeout_s
         if rj.deadline < self._at:
             self._arm(loop, rj.deadline)

@@ -26,7 +26,7 @@ from worker.backoff import BackoffPolicy
 from worker.queue import Finished, Job
 from worker.runtime.deadlines import Deadlines
 from worker.runtime.leases import LeaseKeeper, RunningJob
-from worker.runtime.runner import execute, failure
+from worker.runtime.runner import failure, run_handler
 from worker.settings import Settings
 from worker.task_policy import backoff_for, timeout_for
 from worker.tasks import Registry, Task, TaskContext
@@ -57,7 +57,7 @@ async def attempt(rj: RunningJob, plan: Plan, ctx: TaskContext, deadlines: Deadl
     started = time.monotonic()
     deadlines.watch(rj, plan.timeout_s)
     try:
-        return await execute(plan.task, job, ctx, timeout_s=None, policy=plan.policy)
+        return await run_handler(plan.task, job, ctx, plan.policy)
     except asyncio.CancelledError:
         if rj.stop_reason is None:
             raise

@@ -23,7 +23,7 @@ from worker.jsonvalues import dumps_bounded
 from worker.queue import Finished, Job
 from worker.tasks import Task, TaskContext
 
-__all__ = ["execute", "failure", "success"]
+__all__ = ["execute", "failure", "run_handler", "success"]
 
 MAX_ERROR_CHARS = 4000
 
@@ -39,16 +39,11 @@ def success(job: Job, result: Any, started_mono: float, *, result_json: str | No
     redactor = redaction.stored()
     if redactor.secrets and result is not None:
         result = redactor.redact_json(result, result_json)
+    # positional: one is built per attempt (job_id, task_type, attempt, status, outcome, started_at, finished_at,
+    # duration_ms, result)
     return Finished(
-        job_id=job.id,
-        task_type=job.task_type,
-        attempt=job.attempt,
-        status="succeeded",
-        outcome="succeeded",
-        started_at=job.started_at,
-        finished_at=now,
-        duration_ms=max(0, int((time.monotonic() - started_mono) * 1000)),
-        result=result,
+        job.id, job.task_type, job.attempt, "succeeded", "succeeded", job.started_at, now,
+        max(0, int((time.monotonic() - started_mono) * 1000)), result,
     )
 
 
@@ -93,13 +88,13 @@ async def execute(
 ) -> Finished:
     """Run the handler. Returns the attempt's end; lets outside cancellation through. `timeout_s` None: the
     caller enforces the timeout itself (the daemon: worker/runtime/deadlines.py)."""
+    if timeout_s is None:
+        return await run_handler(task, job, ctx, policy)
     started = time.monotonic()
     try:
         payload = task.parse(job.payload)
     except InvalidPayload as exc:
         return failure(job, str(exc), started, policy, permanent=True)
-    if timeout_s is None:
-        return await _call(task, payload, ctx, job, started, policy)
     current = asyncio.current_task()
     assert current is not None, "execute() runs inside a task"
     cancelling = current.cancelling()
@@ -118,6 +113,23 @@ async def execute(
     return finished
 
 
+async def run_handler(task: Task[Any], job: Job, ctx: TaskContext, policy: BackoffPolicy) -> Finished:
+    """`execute` without a timeout (the caller enforces it: the daemon's worker/runtime/deadlines.py), in one
+    coroutine: the payload parsed, the handler called, its end classified; cancellation goes through."""
+    started = time.monotonic()
+    try:
+        payload = task.parse(job.payload)
+    except InvalidPayload as exc:
+        return failure(job, str(exc), started, policy, permanent=True)
+    try:
+        result = await task.handler(payload, ctx)
+    except PermanentJobError as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=True)
+    except Exception as exc:
+        return failure(job, _error_text(exc), started, policy, permanent=False)
+    return _succeeded(job, result, started, policy)
+
+
 async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, started: float,
                 policy: BackoffPolicy) -> Finished:
     """The handler call, its end classified; cancellation goes through."""
@@ -127,6 +139,10 @@ async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, start
         return failure(job, _error_text(exc), started, policy, permanent=True)
     except Exception as exc:
         return failure(job, _error_text(exc), started, policy, permanent=False)
+    return _succeeded(job, result, started, policy)
+
+
+def _succeeded(job: Job, result: Any, started: float, policy: BackoffPolicy) -> Finished:
     text = None
     if result is not None:
         try:

@@ -15,6 +15,7 @@ import structlog
 
 from worker import db
 from worker.migrate import migrate
+from worker.redaction import install_stored
 
 # The game platform simulator fixture (`platform`) lives beside its helpers.
 pytest_plugins = ["tests.support.game_platform"]
@@ -41,9 +42,11 @@ def _run(coro: object) -> None:
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
-    """A test that configures logging (the CLI does) must not leak that configuration into the next test."""
+    """A test that configures logging or the stored-value redactor (the CLI's main does both, process-wide) must
+    not leak that configuration into the next test."""
     yield
     structlog.reset_defaults()
+    install_stored(())
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,24 @@ SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, statu
 
 -- name: oldest_due_pending
 -- Age in seconds of the oldest due pending job (NULL when there is none; paused task types included: they are
--- waiting too), and how many due pending jobs there are.
-SELECT extract(epoch FROM now() - min(run_at))::float8 AS age_s, count(*) AS n
-FROM job_queue WHERE status = 'pending' AND run_at <= now();
+-- waiting too), and how many due pending jobs there are. A skip scan of job_queue_claim_idx (priority DESC,
+-- run_at, id): the recursion finds each priority that has pending jobs, one index probe each, and the lateral
+-- reads that priority's due entries only (run_at <= now() bounds the range), so jobs scheduled for later cost
+-- nothing (tests/test_index_plans.py). queue.sql queue_depth counts the same way.
+WITH RECURSIVE priorities (p) AS (
+    (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' ORDER BY q.priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' AND q.priority < s.p
+            ORDER BY q.priority DESC LIMIT 1)
+    FROM priorities AS s WHERE s.p IS NOT NULL
+)
+SELECT extract(epoch FROM now() - min(d.oldest))::float8 AS age_s, coalesce(sum(d.n), 0)::bigint AS n
+FROM priorities AS s
+CROSS JOIN LATERAL (
+    SELECT min(q.run_at) AS oldest, count(*) AS n
+    FROM job_queue AS q WHERE q.status = 'pending' AND q.priority = s.p AND q.run_at <= now()
+) AS d
+WHERE s.p IS NOT NULL;
 
 -- name: due_pending_by_task_type
 -- Due pending jobs per task type (paused types included): the worker_jobs_due_pending gauge, and KEDA's scaling

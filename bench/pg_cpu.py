@@ -1,0 +1,131 @@
+"""PostgreSQL's CPU per job: the CPU time (user + system) of a throwaway cluster's processes, the exited ones
+included (the postmaster's reaped children, read after a settling second), over (a) a batch enqueue of `--jobs`
+no-op jobs with `worker.queue.enqueue_many` in calls of `--batch`, and (b) a drain of as many no-op jobs by
+`worker run` at `--concurrency`; then the batch enqueue rate of bench/enqueue.py's `enqueue_many` and
+`plain_insert`. Each round uses a fresh database. The schema is that of the checkout `worker` is imported from:
+run `python -m bench.pg_cpu --rounds 3` from inside the checkout to measure (a copy of this file in another one
+measures that one)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import worker
+from bench import enqueue, sys_worker
+from bench.measure import fresh_database
+from worker import db
+from worker.cli.pgcluster import throwaway_cluster
+
+__all__ = ["cluster_cpu_s", "main"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()  # fields from the 3rd (state) on
+
+
+def cluster_cpu_s(postmaster: int) -> float:
+    """CPU seconds of the postmaster, its live children and its reaped children."""
+    f = _stat(postmaster)
+    ticks = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            c = _stat(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        if int(c[1]) == postmaster:
+            ticks += int(c[11]) + int(c[12])
+    return ticks / _TICK
+
+
+async def _settled_cpu_s(postmaster: int) -> float:
+    """cluster_cpu_s once the backends of closed connections have exited and been reaped (until then the CPU
+    of an exiting backend is in neither count)."""
+    await asyncio.sleep(1.0)
+    return cluster_cpu_s(postmaster)
+
+
+async def _enqueue_round(server_url: str, pm: int, jobs: int, batch: int) -> float:
+    async with fresh_database(server_url, "pgcpu_enq") as (_, dsn):
+        await sys_worker.install(dsn)
+        before = await _settled_cpu_s(pm)
+        await sys_worker.enqueue_noop(dsn, jobs, batch)
+        return await _settled_cpu_s(pm) - before
+
+
+async def _drain_round(server_url: str, pm: int, jobs: int, batch: int, concurrency: int) -> tuple[float, float]:
+    async with fresh_database(server_url, "pgcpu_drain") as (_, dsn):
+        await sys_worker.install(dsn)
+        await sys_worker.enqueue_noop(dsn, jobs, batch)
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute("VACUUM ANALYZE job_queue")
+            await conn.execute("CHECKPOINT")
+            env = {**os.environ, **sys_worker.process_env(dsn, concurrency, None),
+                   "PYTHONPATH": str(Path(worker.__file__).resolve().parent.parent)}
+            before = await _settled_cpu_s(pm)
+            t = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from worker.cli.main import main; sys.exit(main(['run']))"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while await conn.fetchval(sys_worker.REMAINING_SQL):
+                    await asyncio.sleep(0.1)
+                elapsed = time.perf_counter() - t
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+            cpu = await _settled_cpu_s(pm) - before
+            done = await conn.fetchval(sys_worker.SUCCEEDED_SQL)
+            if done != jobs:
+                raise RuntimeError(f"drained {done} of {jobs}")
+        finally:
+            await conn.close()
+        return cpu, jobs / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pg_cpu", description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--enqueue-jobs", type=int, default=20_000, help="jobs per enqueue-rate measurement")
+    args = p.parse_args(argv)
+    print(f"schema: {Path(worker.__file__).resolve().parent.parent / 'sql'}", flush=True)
+    with throwaway_cluster({"fsync": "on"}) as cluster:
+        pm = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+        url = cluster.url()
+        enq, drain, rate, rates = [], [], [], {"enqueue_many": [], "plain_insert": []}  # type: ignore[var-annotated]
+        for r in range(args.rounds):
+            enq.append(asyncio.run(_enqueue_round(url, pm, args.jobs, args.batch)) / args.jobs * 1e6)
+            cpu, per_s = asyncio.run(_drain_round(url, pm, args.jobs, args.batch, args.concurrency))
+            drain.append(cpu / args.jobs * 1e6)
+            rate.append(per_s)
+            for name in rates:
+                run = asyncio.run(enqueue.enqueue_once(url, name, args.enqueue_jobs, args.batch))
+                rates[name].append(run["per_s"])
+            print(f"round {r + 1}: enqueue {enq[-1]:.1f} us/job, drain {drain[-1]:.1f} us/job "
+                  f"({per_s:,.0f} jobs/s), enqueue_many {rates['enqueue_many'][-1]:,.0f}/s, "
+                  f"plain_insert {rates['plain_insert'][-1]:,.0f}/s", flush=True)
+    med = statistics.median
+    print(f"median: PostgreSQL CPU per job: enqueue {med(enq):.1f} us, drain {med(drain):.1f} us "
+          f"(drain {med(rate):,.0f} jobs/s); enqueue_many {med(rates['enqueue_many']):,.0f}/s, "
+          f"plain_insert {med(rates['plain_insert']):,.0f}/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,13 +1,16 @@
 """Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on),
 fed by a producer at a fixed share of the measured drain rate, with cleanup every minute on a one-minute
 retention. Every `--interval` seconds it prints throughput, backlog, oldest due job, table and index sizes, dead
-rows, autovacuum runs, daemon restarts, `job.lease_lost` lines and the latest cleanup's delay.
+rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the latest cleanup's delay (start minus enqueue),
+of the cleanups that finished in the interval the longest run time and the jobs they deleted, and the
+`cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget).
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
 both drain rates. Figures only: a benchmark never fails on speed.
 
     python -m bench.bench_soak --minutes 10 --shares 0.5,0.8
+    python -m bench.bench_soak --minutes 6 --rate 5857     # a fixed offered rate: before/after comparisons
     python -m bench.bench_soak --burst
 """
 
@@ -53,7 +56,11 @@ SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_a
        (SELECT sum(n_dead_tup) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS dead,
        (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
        (SELECT max(extract(epoch FROM started_at - created_at)) FROM job_queue
-        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s"""
+        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
+       (SELECT max(extract(epoch FROM finished_at - started_at)) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_s,
+       (SELECT sum((result->>'jobs')::bigint) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleaned"""
 
 
 def _allow_password(cluster: Cluster) -> None:
@@ -157,10 +164,14 @@ def _mb(n: Any) -> str:
 
 async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: argparse.Namespace) -> None:
     rate = share * drain_rate
-    print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
+    if args.rate:
+        print(f"\n## soak at a fixed rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
+    else:
+        print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
     print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
-          "| restarts | lease_lost | cleanup delay (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| restarts | lease_lost | cleanup delay (s) | cleanup took (s) | cleaned jobs "
+          "| cleanup.behind |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     conn = await db.connect(url)
     daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True)
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
@@ -178,10 +189,14 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
             if time.monotonic() >= next_report:
                 r = await conn.fetchrow(_REPORT, float(args.interval))
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
+                took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
+                cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
                 print(f"| {time.monotonic() - started:.0f} | {int(r['done']) / args.interval:,.0f} "
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
-                      f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} |", flush=True)
+                      f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
+                      f"| {daemon.count('cleanup.behind')} |",
+                      flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)
     finally:
@@ -225,6 +240,9 @@ async def main(args: argparse.Namespace) -> None:
         if args.burst:
             await _burst(url, workdir, args)
             return
+        if args.rate:  # a fixed offered rate: no drain measurement, one soak
+            await _soak(url, workdir, 1.0, args.rate, args)
+            return
         conn = await db.connect(url)
         try:
             await conn.execute(_PENDING, args.drain_jobs)
@@ -250,6 +268,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.bench_soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="length of each soak (default 10)")
     p.add_argument("--shares", default="0.5,0.8", help="offered rates as shares of the drain rate")
+    p.add_argument("--rate", type=float, default=None,
+                   help="offer this many jobs/s instead of shares of a measured drain rate (one soak)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
     p.add_argument("--drain-jobs", type=int, default=50_000, help="jobs drained to measure the drain rate")
     p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")
@@ -261,6 +281,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.shares = [float(s) for s in args.shares.split(",")]
     except ValueError:
         p.error(f"--shares: not a comma-separated list of numbers: {args.shares!r}")
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
     for name in ("drain_jobs", "burst_jobs", "burst_finished"):

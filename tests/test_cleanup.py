@@ -1,5 +1,6 @@
 """Retention cleanup's batches walk job_queue_created_idx from the old end with a key (sql/queries/operator.sql
-`cleanup_batch`): every expired job is deleted whatever it shares its place with, and nothing else is."""
+`cleanup_batch`): every expired job is deleted whatever it shares its place with, and nothing else is; the
+`cleanup` task does it in a chain of short pieces (worker/builtin/cleanup.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from datetime import timedelta
 
 import asyncpg
 
+from tests.support.daemon import make_settings, running_daemon, wait_for
 from tests.support.rows import make_job
-from worker import operations
+from worker import operations, queue
+from worker.builtin import default_registry
 
 DAY = 86400.0
 RETENTION = {"succeeded_older_than": timedelta(days=14), "failed_older_than": timedelta(days=60)}
@@ -63,3 +66,28 @@ async def test_a_cleanup_with_a_duty_cycle_deletes_the_same_jobs(conn: asyncpg.C
     result = await operations.cleanup(conn, **RETENTION, batch_size=2, duty_cycle_percent=90)
     assert (result.jobs, result.batches, result.finished) == (5, 3, True)
     assert await _ids(conn) == set(kept) and not await _ids(conn) & set(expired)
+
+
+async def test_the_cleanup_task_deletes_in_a_chain_of_short_pieces_each_continuing_where_the_last_stopped(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    expired = [await make_job(conn, status="succeeded", age_s=3 * DAY) for _ in range(7)]
+    kept = await make_job(conn, status="failed", age_s=3 * DAY)
+    # no claim-ahead threshold: one batch per piece; no pause: each next piece is due at once
+    settings = make_settings(database_url, retention_succeeded_days=1, retention_failed_days=5,
+                             cleanup_batch_size=2, claim_ahead_below_ms=0, cleanup_duty_cycle_percent=100)
+    async with running_daemon(settings, default_registry(settings)):
+        first = (await queue.enqueue(conn, queue.NewJob("cleanup"))).id
+
+        async def done() -> bool:
+            return not await conn.fetchval("SELECT count(*) FROM job_queue WHERE task_type = 'cleanup' "
+                                           "AND status IN ('pending', 'running')")
+
+        await wait_for(done)
+    pieces = await conn.fetch("SELECT id, status, result, payload FROM job_queue WHERE task_type = 'cleanup' "
+                              "ORDER BY created_at, id")
+    assert pieces[0]["id"] == first and [p["status"] for p in pieces] == ["succeeded"] * 4
+    assert [p["result"]["jobs"] for p in pieces] == [2, 2, 2, 1]
+    assert [p["payload"].get("deleted_before", 0) for p in pieces] == [0, 2, 4, 6]
+    ids = await _ids(conn)
+    assert kept in ids and not ids & set(expired)

@@ -251,6 +251,8 @@ class CleanupResult:
     """Seconds spent in the batches' statements."""
     paused_s: float = field(default=0.0, compare=False)
     """Seconds paused between batches (the duty cycle)."""
+    next_key: tuple[datetime, uuid.UUID] | None = field(default=None, compare=False)
+    """Where a run that did not finish would continue (`start_key`)."""
 
     def as_dict(self) -> dict[str, int]:
         return {"jobs": self.jobs, "succeeded": self.succeeded, "runs": self.runs, "batches": self.batches}
@@ -273,6 +275,8 @@ async def cleanup(
     max_batches: int | None = None,
     duty_cycle_percent: float = 100.0,
     deadline: float | None = None,
+    max_busy_s: float | None = None,
+    start_key: tuple[datetime, uuid.UUID] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> CleanupResult:
@@ -282,16 +286,18 @@ async def cleanup(
     Duty cycle: after a batch that took t seconds it pauses t * (100 - p) / p, so the run's statements hold a
     database connection at most p % of the time and the queue it protects keeps the rest (p = 100: no pause).
     `deadline` (on `clock`): no batch starts, and no pause runs, past it; the result then says
-    `finished=False` (the next run continues from the oldest jobs left)."""
+    `finished=False` (the next run continues from the oldest jobs left). `max_busy_s`: stop (`finished=False`)
+    once the batches took that long, at least one batch done; `next_key` then says where to continue
+    (`start_key`: continue a run there instead of at the old end)."""
     if batch_size < 1:
         raise InvalidInput("batch size must be at least 1")
     duty_cycle_pause(0.0, duty_cycle_percent)  # rejects a bad percentage before anything is deleted
     jobs = succeeded = runs = batches = 0
     busy = paused = 0.0
-    after_created, after_id = _FIRST_KEY
+    after_created, after_id = start_key or _FIRST_KEY
     while max_batches is None or batches < max_batches:
         if deadline is not None and clock() >= deadline:
-            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused)
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
         began = clock()
         with translate():
             row = await conn.fetchrow(
@@ -307,10 +313,12 @@ async def cleanup(
         if int(row["jobs"]) < batch_size:
             break
         after_created, after_id = row["last_created_at"], row["last_id"]
+        if max_busy_s is not None and busy >= max_busy_s:
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
         pause = duty_cycle_pause(took, duty_cycle_percent)
         if pause > 0:
             if deadline is not None and clock() + pause >= deadline:
-                return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused)
+                return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
             await sleep(pause)
             paused += pause
     return CleanupResult(jobs, succeeded, runs, batches, True, busy, paused)

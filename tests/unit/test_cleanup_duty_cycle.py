@@ -15,7 +15,7 @@ from worker import operations
 from worker.builtin import default_registry
 from worker.builtin.cleanup import CleanupPayload, cleanup_budget_s, cleanup_run
 from worker.errors import InvalidInput
-from worker.queue import Job
+from worker.queue import Job, NewJob
 from worker.schedules import schedules_of
 from worker.task_policy import apply_overrides
 from worker.tasks import TaskContext
@@ -132,30 +132,82 @@ def test_the_budget_runs_to_the_next_slot_of_the_cleanup_schedule() -> None:
     assert cleanup_budget_s(None, datetime(2030, 1, 1, tzinfo=UTC)) is None
 
 
-async def test_the_cleanup_task_logs_cleanup_behind_when_it_reaches_its_next_slot() -> None:
-    registry, settings = _registry("* * * * *")
-    settings = settings.model_copy(update={"cleanup_duty_cycle_percent": 50.0, "cleanup_batch_size": 10})
-    clock = FakeClock()
-    conn = FakeConn(clock, batches=[10] * 100, took_s=[4.0] * 100)
+def _ctx(conn: FakeConn, cron: str = "* * * * *", **overrides: Any) -> TaskContext:
+    registry, settings = _registry(cron)
+    settings = settings.model_copy(update=overrides)
     job = Job(uuid.uuid4(), "cleanup", {}, 1, 3, 1000, datetime(2030, 1, 1, 10, 30, 30, tzinfo=UTC))
-    ctx = TaskContext(job=job, worker_id="w", resources={"pool": conn, "settings": settings, "registry": registry})
-    with capture_logs() as logs:
-        result = await cleanup_run(CleanupPayload(), ctx, now=datetime(2030, 1, 1, 10, 30, 30, tzinfo=UTC),
-                                   clock=clock, sleep=clock.sleep)
-    assert [t - 1000.0 for t in conn.at] == [0.0, 8.0, 16.0, 24.0]  # the budget: 30 s to 10:31
-    assert result == {"jobs": 40, "succeeded": 40, "runs": 40, "batches": 4}
-    behind = [e for e in logs if e["event"] == "cleanup.behind"]
-    assert len(behind) == 1 and behind[0]["log_level"] == "warning"
-    assert behind[0]["deleted_jobs"] == 40 and behind[0]["budget_s"] == pytest.approx(30.0)
+    return TaskContext(job=job, worker_id="w", resources={"pool": conn, "settings": settings, "registry": registry})
 
 
-async def test_the_cleanup_task_that_keeps_up_logs_no_warning() -> None:
-    registry, settings = _registry("* * * * *")
+NOW = datetime(2030, 1, 1, 10, 30, 30, tzinfo=UTC)
+
+
+async def test_a_piece_stops_at_half_the_claim_ahead_threshold_and_enqueues_the_next_piece_after_its_pause() -> None:
     clock = FakeClock()
-    conn = FakeConn(clock, batches=[1000, 1000, 5], took_s=[1.0, 1.0, 1.0])
-    job = Job(uuid.uuid4(), "cleanup", {}, 1, 3, 1000, datetime(2030, 1, 1, 10, 30, 0, tzinfo=UTC))
-    ctx = TaskContext(job=job, worker_id="w", resources={"pool": conn, "settings": settings, "registry": registry})
+    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert result == {"jobs": 30, "succeeded": 30, "runs": 30, "batches": 3}  # 3 x 10 ms reach 25 ms
+    assert clock.sleeps == []  # a piece never holds its slot to pause
+    [following] = enqueued
+    assert following.task_type == "cleanup" and following.priority == 1000
+    assert following.run_at == NOW + timedelta(seconds=0.03 + 0.09)  # its time, then 3 x its time at 25 %
+    assert following.payload == {
+        "succeeded_older_than_days": None, "failed_older_than_days": None,
+        "until": "2030-01-01T10:31:00Z", "after_created_at": "2030-01-01T00:00:03Z",
+        "after_id": str(uuid.UUID(int=3)), "deleted_before": 30,
+    }
+
+
+async def test_the_next_piece_continues_where_the_last_one_stopped_and_keeps_the_runs_deadline() -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[10, 10, 10, 10], took_s=[0.02] * 4)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=50.0, cleanup_batch_size=10)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    key = (datetime(2029, 12, 1, tzinfo=UTC), uuid.UUID(int=99))
+    payload = CleanupPayload(until=datetime(2030, 1, 1, 10, 35, tzinfo=UTC), after_created_at=key[0],
+                             after_id=key[1], deleted_before=500)
+    await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert conn.calls[0][3:] == key
+    [following] = enqueued
+    assert following.payload["until"] == "2030-01-01T10:35:00Z" and following.payload["deleted_before"] == 520
+
+
+async def test_a_run_that_would_go_past_its_schedules_next_slot_logs_cleanup_behind_and_stops() -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.03] * 100)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=50.0, cleanup_batch_size=10)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    payload = CleanupPayload(until=NOW + timedelta(seconds=0.05), deleted_before=7000)
     with capture_logs() as logs:
-        result = await cleanup_run(CleanupPayload(), ctx, now=datetime(2030, 1, 1, 10, 30, 0, tzinfo=UTC),
-                                   clock=clock, sleep=clock.sleep)
-    assert result["jobs"] == 2005 and not [e for e in logs if e["event"] == "cleanup.behind"]
+        result = await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert result["jobs"] == 10 and enqueued == []  # 30 ms, then a 30 ms pause: past the slot
+    behind = [e for e in logs if e["event"] == "cleanup.behind"]
+    assert len(behind) == 1 and behind[0]["log_level"] == "warning" and behind[0]["deleted_jobs"] == 7010
+
+
+async def test_a_piece_that_deletes_the_last_expired_jobs_enqueues_nothing_and_logs_no_warning() -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[4], took_s=[0.01])
+    ctx = _ctx(conn, cleanup_batch_size=10)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    with capture_logs() as logs:
+        result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert result["jobs"] == 4 and enqueued == [] and not [e for e in logs if e["event"] == "cleanup.behind"]

@@ -1,9 +1,12 @@
 """Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on),
 fed by a producer at a fixed share of the measured drain rate, with cleanup every minute on a one-minute
 retention. Every `--interval` seconds it prints throughput, backlog, oldest due job, table and index sizes, dead
-rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the latest cleanup's delay (start minus enqueue),
-of the cleanups that finished in the interval the longest run time and the jobs they deleted, and the
-`cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget).
+rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the longest cleanup delay (start minus due), of
+the cleanup jobs that finished in the interval the longest run time, the jobs they deleted and their number (a
+run is a chain of short pieces, worker/builtin/cleanup.py), the
+`cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget), and the
+share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, and the
+machine's 1-minute load average (other processes' load shows there: the VM may be shared).
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
@@ -55,8 +58,10 @@ SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_a
        pg_total_relation_size('job_queue') AS queue_bytes, pg_total_relation_size('job_runs') AS runs_bytes,
        (SELECT sum(n_dead_tup) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS dead,
        (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
-       (SELECT max(extract(epoch FROM started_at - created_at)) FROM job_queue
+       (SELECT max(extract(epoch FROM started_at - greatest(created_at, run_at))) FROM job_queue
         WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
+       (SELECT count(*) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_jobs,
        (SELECT max(extract(epoch FROM finished_at - started_at)) FROM job_queue
         WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_s,
        (SELECT sum((result->>'jobs')::bigint) FROM job_queue
@@ -158,6 +163,49 @@ async def _produce(url: str, rate: float, stop: asyncio.Event) -> None:
         await conn.close()
 
 
+_SAMPLE = """
+SELECT count(*) FILTER (WHERE state = 'active' AND query LIKE '%doomed AS%' AND pid <> pg_backend_pid()) AS cleaning,
+       array_agg(pid) FILTER (WHERE backend_type = 'autovacuum worker') AS vacuums
+FROM pg_stat_activity"""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Sampler:
+    """Sampled every half second: whether a cleanup statement is running (its share of the samples shows the
+    duty cycle in place), and the CPU the autovacuum workers used (read from /proc while each is seen, so a
+    lower bound)."""
+
+    def __init__(self) -> None:
+        self.samples = self.cleaning = 0
+        self.vacuum_cpu_s = 0.0
+        self._seen: dict[int, float] = {}
+
+    async def sample(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(_SAMPLE)
+        self.samples += 1
+        self.cleaning += int(row["cleaning"] > 0)
+        for pid in row["vacuums"] or []:
+            now = _cpu_s(pid)
+            if now is None:
+                continue
+            self.vacuum_cpu_s += now - self._seen.get(pid, 0.0)  # first seen: all it used so far
+            self._seen[pid] = now
+
+    def take(self) -> tuple[float, float]:
+        """(share of samples with cleanup running, autovacuum CPU seconds) since the last take."""
+        share = self.cleaning / self.samples if self.samples else 0.0
+        cpu, self.samples, self.cleaning, self.vacuum_cpu_s = self.vacuum_cpu_s, 0, 0, 0.0
+        return share, cpu
+
+
 def _mb(n: Any) -> str:
     return f"{int(n or 0) / 2**20:.0f}"
 
@@ -170,12 +218,13 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
         print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
     print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
           "| restarts | lease_lost | cleanup delay (s) | cleanup took (s) | cleaned jobs "
-          "| cleanup.behind |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     conn = await db.connect(url)
     daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True)
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
+    sampler = Sampler()
     daemon.start()
     producer = asyncio.create_task(_produce(url, rate, stop))
     started = time.monotonic()
@@ -186,8 +235,10 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
             daemon.keep_alive()
             if producer.done():
                 producer.result()
+            await sampler.sample(conn)
             if time.monotonic() >= next_report:
                 r = await conn.fetchrow(_REPORT, float(args.interval))
+                active, vacuum_s = sampler.take()
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
                 took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
                 cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
@@ -195,7 +246,9 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
-                      f"| {daemon.count('cleanup.behind')} |",
+                      f"| {int(r['cleanup_jobs'])} "
+                      f"| {daemon.count('cleanup.behind')} | {active:.0%} | {vacuum_s:.1f} "
+                      f"| {os.getloadavg()[0]:.1f} |",
                       flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)

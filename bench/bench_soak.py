@@ -94,13 +94,13 @@ async def _prepare(cluster: Cluster) -> str:
 class Daemon:
     """`worker run` as a subprocess with default settings, restarted (and counted) whenever it exits."""
 
-    def __init__(self, url: str, workdir: Path, *, cleanup: bool) -> None:
+    def __init__(self, url: str, workdir: Path, *, cleanup: bool, extra_env: dict[str, str] | None = None) -> None:
         self.env = clean_env() | {
             "WORKER_DATABASE_URL": url, "WORKER_HTTP_ENABLED": "false", "WORKER_LOG_LEVEL": "warning",
             "WORKER_LOG_FORMAT": "json", "WORKER_SCHEDULES_ENABLED": "true" if cleanup else "false",
             "WORKER_SCHEDULE_CLEANUP": "* * * * *", "WORKER_SCHEDULE_GAME_PLATFORM_SYNC": "",
             "WORKER_RETENTION_SUCCEEDED_DAYS": str(60 / 86400), "WORKER_RETENTION_FAILED_DAYS": str(60 / 86400),
-        }
+        } | (extra_env or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -221,7 +221,9 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
           "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     conn = await db.connect(url)
-    daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True)
+    extra = {} if args.cleanup_duty_cycle_percent is None else {
+        "WORKER_CLEANUP_DUTY_CYCLE_PERCENT": str(args.cleanup_duty_cycle_percent)}
+    daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True, extra_env=extra)
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     sampler = Sampler()
@@ -323,6 +325,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shares", default="0.5,0.8", help="offered rates as shares of the drain rate")
     p.add_argument("--rate", type=float, default=None,
                    help="offer this many jobs/s instead of shares of a measured drain rate (one soak)")
+    p.add_argument("--cleanup-duty-cycle-percent", type=float, default=None,
+                   help="WORKER_CLEANUP_DUTY_CYCLE_PERCENT for the soak's daemon (default: the setting's default)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
     p.add_argument("--drain-jobs", type=int, default=50_000, help="jobs drained to measure the drain rate")
     p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")

@@ -246,7 +246,7 @@ class CleanupResult:
     runs: int
     batches: int
     finished: bool = True
-    """False: the run stopped at its deadline with expired jobs possibly left (the next run goes on)."""
+    """False: the run stopped at its deadline or after `max_busy_s`, expired jobs possibly left."""
     busy_s: float = field(default=0.0, compare=False)
     """Seconds spent in the batches' statements."""
     paused_s: float = field(default=0.0, compare=False)

@@ -110,7 +110,7 @@ LIMIT $4;
 -- name: cleanup_batch
 -- Delete one bounded batch of expired finished jobs and their ledger rows, the oldest first. $1 succeeded
 -- retention seconds, $2 failed/cancelled retention seconds, $3 batch size, ($4 created_at, $5 id) the key after
--- which this run's previous batch stopped ('-infinity' and the nil uuid for the first batch); returns that key
+-- which this run's previous batch stopped (year 1 and the nil uuid for the first batch); returns that key
 -- for the next batch (NULL when nothing was deleted).
 -- Both bounds are conditions of job_queue_created_idx's scan: a job finishes after it is created, so an expired
 -- one was created before now() minus the shorter retention, and the scan stops there instead of reading every

@@ -112,18 +112,16 @@ LIMIT $4;
 -- retention seconds, $2 failed/cancelled retention seconds, $3 batch size, ($4 created_at, $5 id) the key after
 -- which this run's previous batch stopped (year 1 and the nil uuid for the first batch); returns that key
 -- for the next batch (NULL when nothing was deleted).
--- Both bounds are conditions of job_queue_created_idx's scan: a job finishes after it is created, so an expired
--- one was created before now() minus the shorter retention, and the scan stops there instead of reading every
--- job within retention; the key keeps each batch from re-reading the dead entries of the run's earlier batches
--- and the rows it kept (pending, or within the longer retention), so a run reads the old end once, not once per
--- batch (tests/test_cleanup.py). FOR UPDATE SKIP LOCKED: a job an operator retries meanwhile is not deleted,
--- and two cleanups never wait for each other.
+-- The key is a condition of job_queue_created_idx's scan: it keeps each batch from re-reading the dead entries
+-- of the run's earlier batches and the rows it kept (pending, or within the longer retention), so a run reads
+-- the old end once, not once per batch (tests/test_cleanup.py). No bound on created_at: a job's finished_at
+-- alone decides (a row may carry any created_at; tests/test_scheduler.py). FOR UPDATE SKIP LOCKED: a job an
+-- operator retries meanwhile is not deleted, and two cleanups never wait for each other.
 WITH doomed AS (
     SELECT id, created_at FROM job_queue
     WHERE status IN ('succeeded', 'failed', 'cancelled')
       AND finished_at < now() - make_interval(
             secs => CASE WHEN status = 'succeeded' THEN $1::float8 ELSE $2::float8 END)
-      AND created_at < now() - make_interval(secs => least($1::float8, $2::float8))
       AND (created_at, id) > ($4::timestamptz, $5::uuid)
     ORDER BY created_at, id  -- the old end of job_queue_created_idx
     LIMIT $3

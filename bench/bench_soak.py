@@ -1,13 +1,19 @@
 """Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on),
 fed by a producer at a fixed share of the measured drain rate, with cleanup every minute on a one-minute
 retention. Every `--interval` seconds it prints throughput, backlog, oldest due job, table and index sizes, dead
-rows, autovacuum runs, daemon restarts, `job.lease_lost` lines and the latest cleanup's delay.
+rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the longest cleanup delay (start minus due), of
+the cleanup jobs that finished in the interval the longest run time, the jobs they deleted and their number (a
+run is a chain of short pieces, worker/builtin/cleanup.py), the
+`cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget), and the
+share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, and the
+machine's 1-minute load average (other processes' load shows there: the VM may be shared).
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
 both drain rates. Figures only: a benchmark never fails on speed.
 
     python -m bench.bench_soak --minutes 10 --shares 0.5,0.8
+    python -m bench.bench_soak --minutes 6 --rate 5857     # a fixed offered rate: before/after comparisons
     python -m bench.bench_soak --burst
 """
 
@@ -52,8 +58,14 @@ SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_a
        pg_total_relation_size('job_queue') AS queue_bytes, pg_total_relation_size('job_runs') AS runs_bytes,
        (SELECT sum(n_dead_tup) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS dead,
        (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
-       (SELECT max(extract(epoch FROM started_at - created_at)) FROM job_queue
-        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s"""
+       (SELECT max(extract(epoch FROM started_at - greatest(created_at, run_at))) FROM job_queue
+        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
+       (SELECT count(*) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_jobs,
+       (SELECT max(extract(epoch FROM finished_at - started_at)) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_s,
+       (SELECT sum((result->>'jobs')::bigint) FROM job_queue
+        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleaned"""
 
 
 def _allow_password(cluster: Cluster) -> None:
@@ -82,13 +94,13 @@ async def _prepare(cluster: Cluster) -> str:
 class Daemon:
     """`worker run` as a subprocess with default settings, restarted (and counted) whenever it exits."""
 
-    def __init__(self, url: str, workdir: Path, *, cleanup: bool) -> None:
+    def __init__(self, url: str, workdir: Path, *, cleanup: bool, extra_env: dict[str, str] | None = None) -> None:
         self.env = clean_env() | {
             "WORKER_DATABASE_URL": url, "WORKER_HTTP_ENABLED": "false", "WORKER_LOG_LEVEL": "warning",
             "WORKER_LOG_FORMAT": "json", "WORKER_SCHEDULES_ENABLED": "true" if cleanup else "false",
             "WORKER_SCHEDULE_CLEANUP": "* * * * *", "WORKER_SCHEDULE_GAME_PLATFORM_SYNC": "",
             "WORKER_RETENTION_SUCCEEDED_DAYS": str(60 / 86400), "WORKER_RETENTION_FAILED_DAYS": str(60 / 86400),
-        }
+        } | (extra_env or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -151,20 +163,70 @@ async def _produce(url: str, rate: float, stop: asyncio.Event) -> None:
         await conn.close()
 
 
+_SAMPLE = """
+SELECT count(*) FILTER (WHERE state = 'active' AND query LIKE '%doomed AS%' AND pid <> pg_backend_pid()) AS cleaning,
+       array_agg(pid) FILTER (WHERE backend_type = 'autovacuum worker') AS vacuums
+FROM pg_stat_activity"""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Sampler:
+    """Sampled every half second: whether a cleanup statement is running (its share of the samples shows the
+    duty cycle in place), and the CPU the autovacuum workers used (read from /proc while each is seen, so a
+    lower bound)."""
+
+    def __init__(self) -> None:
+        self.samples = self.cleaning = 0
+        self.vacuum_cpu_s = 0.0
+        self._seen: dict[int, float] = {}
+
+    async def sample(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(_SAMPLE)
+        self.samples += 1
+        self.cleaning += int(row["cleaning"] > 0)
+        for pid in row["vacuums"] or []:
+            now = _cpu_s(pid)
+            if now is None:
+                continue
+            self.vacuum_cpu_s += now - self._seen.get(pid, 0.0)  # first seen: all it used so far
+            self._seen[pid] = now
+
+    def take(self) -> tuple[float, float]:
+        """(share of samples with cleanup running, autovacuum CPU seconds) since the last take."""
+        share = self.cleaning / self.samples if self.samples else 0.0
+        cpu, self.samples, self.cleaning, self.vacuum_cpu_s = self.vacuum_cpu_s, 0, 0, 0.0
+        return share, cpu
+
+
 def _mb(n: Any) -> str:
     return f"{int(n or 0) / 2**20:.0f}"
 
 
 async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: argparse.Namespace) -> None:
     rate = share * drain_rate
-    print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
+    if args.rate:
+        print(f"\n## soak at a fixed rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
+    else:
+        print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
     print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
-          "| restarts | lease_lost | cleanup delay (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| restarts | lease_lost | cleanup delay (s) | cleanup took (s) | cleaned jobs "
+          "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     conn = await db.connect(url)
-    daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True)
+    extra = {} if args.cleanup_duty_cycle_percent is None else {
+        "WORKER_CLEANUP_DUTY_CYCLE_PERCENT": str(args.cleanup_duty_cycle_percent)}
+    daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True, extra_env=extra)
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
+    sampler = Sampler()
     daemon.start()
     producer = asyncio.create_task(_produce(url, rate, stop))
     started = time.monotonic()
@@ -175,13 +237,21 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
             daemon.keep_alive()
             if producer.done():
                 producer.result()
+            await sampler.sample(conn)
             if time.monotonic() >= next_report:
                 r = await conn.fetchrow(_REPORT, float(args.interval))
+                active, vacuum_s = sampler.take()
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
+                took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
+                cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
                 print(f"| {time.monotonic() - started:.0f} | {int(r['done']) / args.interval:,.0f} "
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
-                      f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} |", flush=True)
+                      f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
+                      f"| {int(r['cleanup_jobs'])} "
+                      f"| {daemon.count('cleanup.behind')} | {active:.0%} | {vacuum_s:.1f} "
+                      f"| {os.getloadavg()[0]:.1f} |",
+                      flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)
     finally:
@@ -225,6 +295,9 @@ async def main(args: argparse.Namespace) -> None:
         if args.burst:
             await _burst(url, workdir, args)
             return
+        if args.rate:  # a fixed offered rate: no drain measurement, one soak
+            await _soak(url, workdir, 1.0, args.rate, args)
+            return
         conn = await db.connect(url)
         try:
             await conn.execute(_PENDING, args.drain_jobs)
@@ -250,6 +323,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.bench_soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="length of each soak (default 10)")
     p.add_argument("--shares", default="0.5,0.8", help="offered rates as shares of the drain rate")
+    p.add_argument("--rate", type=float, default=None,
+                   help="offer this many jobs/s instead of shares of a measured drain rate (one soak)")
+    p.add_argument("--cleanup-duty-cycle-percent", type=float, default=None,
+                   help="WORKER_CLEANUP_DUTY_CYCLE_PERCENT for the soak's daemon (default: the setting's default)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
     p.add_argument("--drain-jobs", type=int, default=50_000, help="jobs drained to measure the drain rate")
     p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")
@@ -261,6 +338,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.shares = [float(s) for s in args.shares.split(",")]
     except ValueError:
         p.error(f"--shares: not a comma-separated list of numbers: {args.shares!r}")
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
     for name in ("drain_jobs", "burst_jobs", "burst_finished"):

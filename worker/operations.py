@@ -7,10 +7,12 @@ is written, so a rejected call changes nothing. All SQL lives in `sql/queries/op
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +33,7 @@ __all__ = [
     "archive_filtered",
     "archive_ids",
     "cleanup",
+    "duty_cycle_pause",
     "list_jobs",
     "parse_duration",
     "parse_moment",
@@ -233,15 +236,34 @@ async def archive_filtered(
 
 
 # --- retention cleanup ----------------------------------------------------------------------------
+_FIRST_KEY = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))  # before any job's (created_at, id)
+
+
 @dataclass(frozen=True, slots=True)
 class CleanupResult:
     jobs: int
     succeeded: int
     runs: int
     batches: int
+    finished: bool = True
+    """False: the run stopped at its deadline or after `max_busy_s`, expired jobs possibly left."""
+    busy_s: float = field(default=0.0, compare=False)
+    """Seconds spent in the batches' statements."""
+    paused_s: float = field(default=0.0, compare=False)
+    """Seconds paused between batches (the duty cycle)."""
+    next_key: tuple[datetime, uuid.UUID] | None = field(default=None, compare=False)
+    """Where a run that did not finish would continue (`start_key`)."""
 
     def as_dict(self) -> dict[str, int]:
         return {"jobs": self.jobs, "succeeded": self.succeeded, "runs": self.runs, "batches": self.batches}
+
+
+def duty_cycle_pause(busy_s: float, duty_cycle_percent: float) -> float:
+    """The pause after a batch that took `busy_s` so that batches take at most `duty_cycle_percent` of the
+    time: busy / (busy + pause) = percent / 100 (tests/unit/test_cleanup_duty_cycle.py)."""
+    if not 0 < duty_cycle_percent <= 100:
+        raise InvalidInput(f"cleanup duty cycle must be in (0, 100] percent, not {duty_cycle_percent!r}")
+    return max(0.0, busy_s) * (100.0 - duty_cycle_percent) / duty_cycle_percent
 
 
 async def cleanup(
@@ -251,22 +273,52 @@ async def cleanup(
     failed_older_than: timedelta,
     batch_size: int = 1000,
     max_batches: int | None = None,
+    duty_cycle_percent: float = 100.0,
+    deadline: float | None = None,
+    max_busy_s: float | None = None,
+    start_key: tuple[datetime, uuid.UUID] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> CleanupResult:
-    """Delete expired finished jobs and their ledger rows, one bounded batch (one short transaction) at a
-    time, until none is left or `max_batches` were done."""
+    """Delete expired finished jobs and their ledger rows, oldest first, one bounded batch (one short
+    transaction) at a time, until none is left or `max_batches` were done.
+
+    Duty cycle: after a batch that took t seconds it pauses t * (100 - p) / p, so the run's statements hold a
+    database connection at most p % of the time and the queue it protects keeps the rest (p = 100: no pause).
+    `deadline` (on `clock`): no batch starts, and no pause runs, past it; the result then says
+    `finished=False` (the next run continues from the oldest jobs left). `max_busy_s`: stop (`finished=False`)
+    once the batches took that long, at least one batch done; `next_key` then says where to continue
+    (`start_key`: continue a run there instead of at the old end)."""
     if batch_size < 1:
         raise InvalidInput("batch size must be at least 1")
+    duty_cycle_pause(0.0, duty_cycle_percent)  # rejects a bad percentage before anything is deleted
     jobs = succeeded = runs = batches = 0
+    busy = paused = 0.0
+    after_created, after_id = start_key or _FIRST_KEY
     while max_batches is None or batches < max_batches:
+        if deadline is not None and clock() >= deadline:
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+        began = clock()
         with translate():
             row = await conn.fetchrow(
                 _Q["cleanup_batch"], succeeded_older_than.total_seconds(), failed_older_than.total_seconds(),
-                batch_size,
+                batch_size, after_created, after_id,
             )
+        took = clock() - began
+        busy += took
         batches += 1
         jobs += int(row["jobs"])
         succeeded += int(row["succeeded"])
         runs += int(row["runs"])
         if int(row["jobs"]) < batch_size:
             break
-    return CleanupResult(jobs=jobs, succeeded=succeeded, runs=runs, batches=batches)
+        after_created, after_id = row["last_created_at"], row["last_id"]
+        if max_busy_s is not None and busy >= max_busy_s:
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+        pause = duty_cycle_pause(took, duty_cycle_percent)
+        if pause > 0:
+            if deadline is not None and clock() + pause >= deadline:
+                return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+            await sleep(pause)
+            paused += pause
+    return CleanupResult(jobs, succeeded, runs, batches, True, busy, paused)

@@ -110,7 +110,8 @@ def build_daemon(
     get the environment's overrides (idempotent) and their own settings (`task_configs`, or loaded from the
     environment now: ConfigError when bad)."""
     registry = apply_overrides(registry, settings)
-    resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry, task_configs)}
+    resources = {"pool": pool, "settings": settings, "task_configs": load_task_configs(registry, task_configs),
+                 "registry": registry}  # cleanup stops at its schedule's next slot (worker/builtin/cleanup.py)
     metrics = Metrics(registry.names(), settings=settings, registry=registry)
     alerts = Alerts(settings)
     daemon = Daemon(settings, registry, pool, hooks=MultiHooks(metrics, alerts), resources=resources)

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=36500, description="cleanup deletes failed/cancelled jobs older than this."
     )
     cleanup_batch_size: int = Field(default=1000, ge=1, le=100000, description="Rows deleted per statement.")
+    cleanup_duty_cycle_percent: float = Field(
+        default=50.0, gt=0, le=100,
+        description="Share of the time cleanup's batches may run: after a batch of t s it pauses t x (100 - p) / p "
+        "(100 = no pause).",
+    )
 
     # --- tasks ----------------------------------------------------------------------------------
     task_modules: str = Field(

@@ -108,13 +108,21 @@ ORDER BY created_at, id
 LIMIT $4;
 
 -- name: cleanup_batch
--- Delete one bounded batch of expired finished jobs and their ledger rows. $1 succeeded retention seconds,
--- $2 failed/cancelled retention seconds, $3 batch size.
+-- Delete one bounded batch of expired finished jobs and their ledger rows, the oldest first. $1 succeeded
+-- retention seconds, $2 failed/cancelled retention seconds, $3 batch size, ($4 created_at, $5 id) the key after
+-- which this run's previous batch stopped (year 1 and the nil uuid for the first batch); returns that key
+-- for the next batch (NULL when nothing was deleted).
+-- The key is a condition of job_queue_created_idx's scan: it keeps each batch from re-reading the dead entries
+-- of the run's earlier batches and the rows it kept (pending, or within the longer retention), so a run reads
+-- the old end once, not once per batch (tests/test_cleanup.py). No bound on created_at: a job's finished_at
+-- alone decides (a row may carry any created_at; tests/test_scheduler.py). FOR UPDATE SKIP LOCKED: a job an
+-- operator retries meanwhile is not deleted, and two cleanups never wait for each other.
 WITH doomed AS (
-    SELECT id FROM job_queue
+    SELECT id, created_at FROM job_queue
     WHERE status IN ('succeeded', 'failed', 'cancelled')
       AND finished_at < now() - make_interval(
             secs => CASE WHEN status = 'succeeded' THEN $1::float8 ELSE $2::float8 END)
+      AND (created_at, id) > ($4::timestamptz, $5::uuid)
     ORDER BY created_at, id  -- the old end of job_queue_created_idx
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -124,10 +132,15 @@ runs AS (
 ),
 jobs AS (
     DELETE FROM job_queue AS j USING doomed AS d WHERE j.id = d.id RETURNING j.status
+),
+last AS (
+    SELECT created_at, id FROM doomed ORDER BY created_at DESC, id DESC LIMIT 1
 )
 SELECT (SELECT count(*) FROM jobs) AS jobs,
        (SELECT count(*) FROM jobs WHERE status = 'succeeded') AS succeeded,
-       (SELECT count(*) FROM runs) AS runs;
+       (SELECT count(*) FROM runs) AS runs,
+       (SELECT created_at FROM last) AS last_created_at,
+       (SELECT id FROM last) AS last_id;
 
 -- name: schedule_claim_slot
 -- Advance a schedule to $4 only forwards; returns a row only to the one caller that advanced it.

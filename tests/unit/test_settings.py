@@ -132,3 +132,23 @@ def test_the_cli_refuses_an_unparseable_database_url_with_one_line_and_exit_2(
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"worker: error: invalid setting: {setting}: "), proc.stderr
     assert not [f for f in fragments if f in proc.stdout + proc.stderr], proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-10", "100.5", "half", "nan"])
+def test_a_cleanup_duty_cycle_outside_0_to_100_percent_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://localhost/x")
+    monkeypatch.setenv("WORKER_CLEANUP_DUTY_CYCLE_PERCENT", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    message = str(info.value)
+    assert "\n" not in message and "WORKER_CLEANUP_DUTY_CYCLE_PERCENT" in message, message
+
+
+def test_the_cleanup_duty_cycle_is_read_in_percent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://localhost/x")
+    monkeypatch.setenv("WORKER_CLEANUP_DUTY_CYCLE_PERCENT", "25")
+    assert load_settings(_env_file=None).cleanup_duty_cycle_percent == 25.0
+    monkeypatch.delenv("WORKER_CLEANUP_DUTY_CYCLE_PERCENT")
+    assert 0 < load_settings(_env_file=None).cleanup_duty_cycle_percent <= 100

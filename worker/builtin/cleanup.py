@@ -1,16 +1,31 @@
-"""The `cleanup` task type: retention cleanup of finished jobs, run daily by the schedule it declares."""
+"""The `cleanup` task type: retention cleanup of finished jobs, run daily by the schedule it declares.
+
+A run is a chain of short pieces (docs/maintenance.md, "Cleanup never starves the queue it protects"): each
+`cleanup` job deletes batches for at most half of `WORKER_CLAIM_AHEAD_BELOW_MS`, then enqueues the next piece
+due after the duty cycle's pause, carrying where it stopped and the run's deadline (the next slot of its
+schedule). A long-running job would stop the daemon claiming ahead for as long as it runs (its claims would
+then fill only the free slots), so no piece runs long, and no piece holds a slot while it pauses."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.operations import cleanup
-from worker.tasks import MAINTENANCE_PRIORITY, Task, TaskContext
+from worker import queue
+from worker.operations import cleanup, duty_cycle_pause
+from worker.queue import NewJob
+from worker.schedules import schedules_of
+from worker.tasks import MAINTENANCE_PRIORITY, Registry, Task, TaskContext
 
-__all__ = ["CleanupPayload", "cleanup_task", "run_cleanup"]
+__all__ = ["CleanupPayload", "cleanup_budget_s", "cleanup_run", "cleanup_task", "run_cleanup"]
+
+log = structlog.get_logger("worker.cleanup")
 
 
 class CleanupPayload(BaseModel):
@@ -22,19 +37,83 @@ class CleanupPayload(BaseModel):
     failed_older_than_days: float | None = Field(
         default=None, gt=0, le=36500, description="Default: WORKER_RETENTION_FAILED_DAYS."
     )
+    until: datetime | None = Field(
+        default=None, description="Set by the run's earlier piece: the run stops here (its schedule's next slot)."
+    )
+    after_created_at: datetime | None = Field(default=None, description="Set by the run's earlier piece.")
+    after_id: uuid.UUID | None = Field(default=None, description="Set by the run's earlier piece.")
+    deleted_before: int = Field(default=0, ge=0, description="Set by the run's earlier piece: jobs it deleted.")
+
+
+def cleanup_budget_s(registry: Registry | None, now: datetime, task_type: str = "cleanup") -> float | None:
+    """Seconds from `now` to the next slot of the task's schedules (the next run takes over there); None when
+    the task is not scheduled (tests/unit/test_cleanup_duty_cycle.py)."""
+    if registry is None:
+        return None
+    slots = [s.next_slot(now) for s in schedules_of(registry) if s.task_type == task_type and s.enabled]
+    return min(slots).timestamp() - now.timestamp() if slots else None
 
 
 async def run_cleanup(payload: CleanupPayload, ctx: TaskContext) -> dict[str, Any]:
-    """Delete succeeded jobs past their retention, failed/cancelled ones past theirs, with their ledger rows."""
+    """Delete succeeded jobs past their retention, failed/cancelled ones past theirs, with their ledger rows:
+    one short piece, then the next piece enqueued after the duty cycle's pause; a run that reaches the next slot
+    of its schedule with jobs left stops and logs `cleanup.behind` (a warning: cleanup is not keeping up)."""
+    return await cleanup_run(payload, ctx, now=datetime.now(UTC))
+
+
+async def cleanup_run(
+    payload: CleanupPayload,
+    ctx: TaskContext,
+    *,
+    now: datetime,
+    clock: Callable[[], float] = time.monotonic,
+    enqueue: Callable[[NewJob], Awaitable[object]] | None = None,
+) -> dict[str, Any]:
+    """`run_cleanup` at wall-clock time `now`, timing on `clock`, enqueuing the next piece with `enqueue`
+    (injected by the tests: tests/unit/test_cleanup_duty_cycle.py)."""
     settings = ctx.settings
     succeeded_days = payload.succeeded_older_than_days or settings.retention_succeeded_days
     failed_days = payload.failed_older_than_days or settings.retention_failed_days
+    until = payload.until
+    if until is None:
+        budget_s = cleanup_budget_s(ctx.resources.get("registry"), now, ctx.job.task_type)
+        until = None if budget_s is None else now + timedelta(seconds=budget_s)
+    start = None
+    if payload.after_created_at is not None and payload.after_id is not None:
+        start = (payload.after_created_at, payload.after_id)
+    began = clock()
     result = await cleanup(
         ctx.pool,
         succeeded_older_than=timedelta(days=succeeded_days),
         failed_older_than=timedelta(days=failed_days),
         batch_size=settings.cleanup_batch_size,
+        max_busy_s=settings.claim_ahead_below_ms / 2000.0,  # at least one batch
+        start_key=start,
+        clock=clock,
     )
+    if not result.finished and result.next_key is not None:
+        pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent)
+        due = now + timedelta(seconds=clock() - began + pause_s)
+        deleted = payload.deleted_before + result.jobs
+        if until is not None and due >= until:
+            log.warning(
+                "cleanup.behind", deleted_jobs=deleted, until=until.isoformat(),
+                duty_cycle_percent=settings.cleanup_duty_cycle_percent,
+                hint="expired jobs are left for the next run: raise WORKER_CLEANUP_DUTY_CYCLE_PERCENT, or run "
+                "cleanup more often so each run deletes less",
+            )
+        else:
+            after_created, after_id = result.next_key
+            following = payload.model_copy(update={
+                "until": until, "after_created_at": after_created, "after_id": after_id, "deleted_before": deleted,
+            })
+            job = NewJob(
+                ctx.job.task_type, payload=following.model_dump(mode="json"), run_at=due if pause_s > 0 else None,
+                priority=MAINTENANCE_PRIORITY, max_attempts=ctx.job.max_attempts,
+                # one next piece per piece, even when this one runs again after a lost lease
+                dedupe_key=f"cleanup:{until.isoformat() if until else '-'}:{after_created.isoformat()}:{after_id}",
+            )
+            await (enqueue(job) if enqueue is not None else queue.enqueue(ctx.pool, job))
     return result.as_dict()
 
 

@@ -72,6 +72,7 @@ async def cmd_cleanup(settings: Settings, args: Args) -> int:
         result = await operations.cleanup(
             conn, succeeded_older_than=succeeded, failed_older_than=failed_after,
             batch_size=args.batch_size or settings.cleanup_batch_size,
+            duty_cycle_percent=settings.cleanup_duty_cycle_percent,
         )
     if args.json:
         print_json(result.as_dict())

@@ -310,6 +310,20 @@ async def test_no_more_jobs_are_claimed_ahead_once_a_job_runs_longer_than_the_th
         assert await _running_in_db(conn) == 2 and not daemon.ready
 
 
+async def test_one_long_job_among_many_slots_does_not_stop_the_others_claiming_ahead(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, concurrency=4, claim_ahead_below_ms=100.0)
+    async with running_daemon(settings, default_registry()) as daemon:
+        short = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 0.02}) for _ in range(4)])
+        await wait_for(lambda: _all(conn, short, "succeeded"))  # the average: ~20 ms, under the threshold
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30})])
+        await wait_for(lambda: _true(len(daemon.running) == 1))
+        await anyio.sleep(0.3)  # it has now run longer than claim_ahead_below_ms, holding one slot of four
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 0.02}) for _ in range(200)])
+        await wait_for(lambda: _true(len(daemon.ready) > 0))  # the three other slots' jobs are claimed ahead
+
+
 async def test_long_jobs_are_not_claimed_ahead(database_url: str, conn: asyncpg.Connection) -> None:
     settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=50.0)
     async with running_daemon(settings, default_registry()) as daemon:

@@ -14,13 +14,15 @@ AHEAD_MAX_BATCHES = 10
 AHEAD_WORK_MS = 5.0
 
 
-def ahead_batches(avg_job_ms: float, below_ms: float, *, longest_running_ms: float = 0.0) -> int:
+def ahead_batches(avg_job_ms: float, below_ms: float, *, long_running: int = 0, slots: int = 1) -> int:
     """Batches (of `concurrency` jobs) to hold claimed ahead of the free slots, from the jobs' average duration:
     none for jobs of `below_ms` or more; one for short jobs; up to AHEAD_MAX_BATCHES for jobs so short that a
     batch is over before a claim comes back, while what is held stays about AHEAD_WORK_MS of work per slot
-    (jobs other replicas cannot take meanwhile). None either while a running job has already taken `below_ms`
-    (the average only learns of a long job when it ends, and jobs held ahead would wait behind it)."""
-    if avg_job_ms >= below_ms or longest_running_ms >= below_ms:
+    (jobs other replicas cannot take meanwhile). None either while jobs that have already run `below_ms` hold
+    half of the `slots` or more (the average only learns of a long job when it ends, and jobs held ahead would
+    wait behind them); fewer long jobs leave the other slots cycling, so one long job (a sync, a cleanup) does
+    not slow a backlog of short ones (tests/unit/test_claim_ahead.py)."""
+    if avg_job_ms >= below_ms or 2 * long_running >= max(1, slots):
         return 0
     if avg_job_ms * AHEAD_MAX_BATCHES <= AHEAD_WORK_MS:
         return AHEAD_MAX_BATCHES

@@ -245,9 +245,9 @@ class Daemon:
         return limit - len(self.running) - len(self.ready)
 
     def _ahead_batches(self) -> int:
-        oldest = min((rj.started for rj in self.running.values()), default=math.inf)
-        running_ms = max(0.0, (time.monotonic() - oldest) * 1000)
-        return ahead_batches(self._avg_job_ms, self.settings.claim_ahead_below_ms, longest_running_ms=running_ms)
+        since = time.monotonic() - (below_ms := self.settings.claim_ahead_below_ms) / 1000
+        long = sum(1 for rj in self.running.values() if rj.started <= since)
+        return ahead_batches(self._avg_job_ms, below_ms, long_running=long, slots=self.settings.concurrency)
 
     def _batch_target(self) -> int:
         """Claim when this many jobs fit: half the slots, or a whole batch while claiming ahead."""

@@ -100,9 +100,10 @@ async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
 
 
 async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-    """Insert a batch in one statement; returns the ids created (jobs with a taken dedupe key are skipped).
-    Each payload is encoded once (its checked JSON text goes to the database as is), each distinct task type
-    validated once."""
+    """Insert a batch in one statement; returns the ids created, in the batch's order (jobs with a taken dedupe
+    key are skipped). Each payload is encoded once (its checked JSON text goes to the database as is), each
+    distinct task type validated once; a column the whole batch shares goes as one value, not an array, and a
+    batch without dedupe keys as a plain insert (queue.sql, enqueue_many; tests/test_queue.py)."""
     if not jobs:
         return []
     task_types: set[str] = set()
@@ -113,18 +114,27 @@ async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID
             task_types.add(j.task_type)
         payloads.append(j.checked_payload_text())
     run_at = [j.run_at for j in jobs]
+    priorities = {j.priority for j in jobs}
+    attempts = {j.max_attempts for j in jobs}
+    columns = [
+        None if len(task_types) == 1 else [j.task_type for j in jobs],
+        payloads,
+        run_at if any(run_at) else None,  # a column of nulls goes as no array (unnest pads it with nulls)
+        None if len(priorities) == 1 else [j.priority for j in jobs],
+        None if len(attempts) == 1 else [j.max_attempts for j in jobs],
+    ]
+    shared = [
+        next(iter(task_types)) if len(task_types) == 1 else None,
+        next(iter(priorities)) if len(priorities) == 1 else None,
+        next(iter(attempts)) if len(attempts) == 1 else None,
+    ]
     dedupe = [j.dedupe_key for j in jobs]
     with translate(), _refused_by_database():
-        rows = await conn.fetch(
-            _Q["enqueue_many"],
-            [j.task_type for j in jobs],
-            payloads,
-            run_at if any(run_at) else None,  # a column of nulls goes as no array (unnest pads it with nulls)
-            [j.priority for j in jobs],
-            [j.max_attempts for j in jobs],
-            dedupe if any(dedupe) else None,
-        )
-    return [r["id"] for r in rows]
+        if any(k is not None for k in dedupe):
+            ids = await conn.fetchval(_Q["enqueue_many"], *columns, dedupe, *shared)
+        else:
+            ids = await conn.fetchval(_Q["enqueue_many_no_dedupe"], *columns, *shared)
+    return list(ids or ())
 
 
 async def claim(

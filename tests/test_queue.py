@@ -206,6 +206,21 @@ async def test_finish_records_status_result_and_ledger_in_one_call(conn: asyncpg
     assert (runs[0]["started_at"], runs[0]["finished_at"]) == (jb.started_at, fb.finished_at)
 
 
+
+async def test_finish_keeps_each_attempts_own_result_and_error_in_a_mixed_batch(conn: asyncpg.Connection) -> None:
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(3)])
+    ja, jb, jc = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=3, lease_s=30)
+    fa = _finished(ja, "succeeded", "succeeded", result={"a,b": 'x", {y}'})
+    fb = _finished(jb, "failed", "failed", error='ValueError: a, "b", {c}')
+    fc = _finished(jc, "succeeded", "succeeded")
+    assert await queue.finish(conn, "w", [fa, fb, fc]) == {ja.id, jb.id, jc.id}
+    rows = [await queue.get_job(conn, j.id) for j in (ja, jb, jc)]
+    assert [(r["status"], r["result"], r["last_error"]) for r in rows] == [
+        ("succeeded", {"a,b": 'x", {y}'}, None), ("failed", None, 'ValueError: a, "b", {c}'), ("succeeded", None, None)
+    ]
+    assert [r["finished_at"] for r in rows] == [fa.finished_at, fb.finished_at, fc.finished_at]
+    assert [(r["error"], r["duration_ms"]) for r in await queue.job_runs(conn, jb.id)] == [(fb.error, 5)]
+
 async def test_finish_ignores_a_job_whose_lease_is_held_by_someone_else(conn: asyncpg.Connection) -> None:
     await queue.enqueue(conn, NewJob("noop"))
     (job,) = await queue.claim(conn, worker_id="w1", task_types=["noop"], limit=1, lease_s=30)

@@ -173,30 +173,20 @@ async def claim_ids(
     return _claimed_jobs(rows)
 
 
-def _some(values: list[Any]) -> list[Any] | None:
-    """The column, or None when every value is None (the statement's unnest pads a missing column with nulls)."""
-    return values if any(v is not None for v in values) else None
-
-
 async def finish(conn: Executor, worker_id: str, done: Sequence[Finished]) -> set[uuid.UUID]:
     """Record finished attempts in one statement; returns the ids acknowledged (still leased by us). The
-    statement returns only the ids it refused (usually none), not one row per job. The columns go as
-    comma-separated text, the rarely set ones as arrays or nothing (queue.sql, finish)."""
+    statement returns only the ids it refused (usually none), not one row per job."""
     if not done:
         return set()
     with translate():
         rows = await conn.fetch(
             _Q["finish"],
             worker_id,
-            ",".join([str(d.job_id) for d in done]),
-            ",".join([str(d.attempt) for d in done]),
-            ",".join([d.status for d in done]),
-            ",".join([d.outcome for d in done]),
-            _some([None if d.result is None else json.dumps(d.result) for d in done]),
-            _some([d.error for d in done]),
-            _some([d.retry_at for d in done]),
-            ",".join([str(round(d.finished_at.timestamp() * 1e6)) for d in done]),
-            ",".join([str(d.duration_ms) for d in done]),
+            [
+                (d.job_id, d.attempt, d.status, d.outcome, None if d.result is None else json.dumps(d.result),
+                 d.error, d.retry_at, d.finished_at.timestamp(), d.duration_ms)
+                for d in done
+            ],
         )
     refused = {r["id"] for r in rows}
     return {d.job_id for d in done if d.job_id not in refused}

@@ -161,14 +161,13 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 -- Record finished attempts in one statement: the job rows and their ledger rows. Only rows still leased by
 -- this worker for this attempt are touched (a job whose lease was recovered is left alone); the ids of the
 -- others, the refused attempts, are returned.
--- $1 worker id; the attempts as parallel columns, one element per attempt: $2 ids, $3 attempts, $4 new statuses,
--- $5 ledger outcomes, $9 finish times in Unix epoch microseconds, $10 durations in ms, each one comma-separated
--- text (values that hold no comma); $6 results as JSON text, $7 errors, $8 next run_at for retries as arrays,
--- null when no attempt of the batch has one (unnest pads them with nulls). One text per column, not an array:
--- the driver checks each element of an array parameter against abstract classes, per element and per array,
--- which cost the daemon more than the statement's other client work; a text goes as its bytes (docs/
--- performance.md). The attempt's start is the row's own started_at, which the claim set and nothing changes
--- while the lease is held.
+-- $1 worker id, $2 the attempts (job_queue_finished[], migration 006: id, attempt, new status, ledger outcome,
+-- result as JSON text, error, next run_at for retries, finished_epoch, duration_ms). The finish time is Unix
+-- epoch seconds: a float is encoded in a fraction of a timestamp's time, and to_timestamp keeps the
+-- microseconds. The attempt's start is the row's own started_at, which the claim set and nothing changes while
+-- the lease is held. Not parallel arrays (the driver checks every element of every array, nine checks per attempt
+-- where the record takes three) nor comma-joined text columns (cheaper to send, but PostgreSQL parses each id
+-- from text: the work moves to the server; docs/performance.md, "Bulk enqueue and the finish's arguments").
 --
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated
@@ -179,10 +178,7 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 -- from a status index over every running job instead of the key.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::text AS worker_id
-    FROM unnest(string_to_array($2::text, ',')::uuid[], string_to_array($3::text, ',')::int[],
-                string_to_array($4::text, ','), string_to_array($5::text, ','), $6::text[], $7::text[],
-                $8::timestamptz[], string_to_array($9::text, ',')::bigint[], string_to_array($10::text, ',')::int[])
-        AS d (id, attempt, status, outcome, result, error, run_at, finished_us, duration_ms)
+    FROM unnest($2::job_queue_finished[]) AS d
 ),
 upd AS (
     UPDATE job_queue AS j
@@ -192,13 +188,12 @@ upd AS (
         run_at = coalesce(d.run_at, j.run_at),
         locked_by = NULL,
         locked_until = NULL,
-        finished_at = CASE WHEN d.status IN ('succeeded', 'failed')
-                           THEN to_timestamp(d.finished_us / 1e6::float8) END,
+        finished_at = CASE WHEN d.status IN ('succeeded', 'failed') THEN to_timestamp(d.finished_epoch) END,
         updated_at = now()
     FROM done AS d
     WHERE j.id = d.id AND j.locked_by = d.worker_id AND j.attempts = d.attempt
-    RETURNING j.id, j.task_type, d.attempt, j.started_at, to_timestamp(d.finished_us / 1e6::float8) AS finished_at,
-              d.outcome, d.error, d.duration_ms
+    RETURNING j.id, j.task_type, d.attempt, j.started_at, to_timestamp(d.finished_epoch) AS finished_at, d.outcome,
+              d.error, d.duration_ms
 ),
 ledger AS (
     INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, error, duration_ms)

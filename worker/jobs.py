@@ -75,7 +75,19 @@ def _claimed_jobs(rows: Iterable[Mapping[str, Any]]) -> list[Job]:
 assert sorted(_ClaimedJob.__slots__) == sorted(Job.__slots__)  # the layout __class__ needs (slots are laid out sorted)
 
 
-@dataclass(frozen=True, slots=True)
+_NO_PAYLOAD: Any = object()  # NewJob's payload default: a new {} for each job
+
+
+class _NewJobFields:
+    """NewJob's slots without its frozen __setattr__: NewJob.__init__ stores the fields through this class (plain
+    attribute stores) and makes the object a NewJob again, as _claimed_jobs builds a Job. A frozen dataclass's
+    __init__ makes a call per field, and a batch enqueue builds a NewJob per job
+    (tests/unit/test_claimed_jobs.py: test_a_new_job_is_a_plain_frozen_new_job)."""
+
+    __slots__ = ("dedupe_key", "max_attempts", "payload", "priority", "run_at", "task_type")
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class NewJob:
     task_type: str
     payload: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +95,17 @@ class NewJob:
     priority: int = 0
     max_attempts: int = 5
     dedupe_key: str | None = None
+
+    def __init__(
+        self, task_type: str, payload: dict[str, Any] = _NO_PAYLOAD, run_at: datetime | None = None,
+        priority: int = 0, max_attempts: int = 5, dedupe_key: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "__class__", _NewJobFields)
+        job: Any = self
+        job.task_type = task_type
+        job.payload = {} if payload is _NO_PAYLOAD else payload
+        job.run_at, job.priority, job.max_attempts, job.dedupe_key = run_at, priority, max_attempts, dedupe_key
+        object.__setattr__(self, "__class__", NewJob)
 
     def checked(self) -> NewJob:
         validate_task_type(self.task_type)

@@ -53,6 +53,50 @@ async def test_enqueue_many_inserts_a_batch_in_one_statement(conn: asyncpg.Conne
     assert await conn.fetchval("SELECT count(*) FROM job_queue WHERE status = 'pending'") == 500
 
 
+
+async def test_enqueue_many_keeps_each_jobs_own_columns_and_returns_ids_in_the_batchs_order(
+    conn: asyncpg.Connection,
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    jobs = [
+        NewJob("noop", {"i": 0}),
+        NewJob("other", {"i": 1}, run_at=later, priority=7, max_attempts=2),
+        NewJob("noop", {"i": 2}, priority=-3),
+    ]
+    ids = await queue.enqueue_many(conn, jobs)
+    rows = [await queue.get_job(conn, i) for i in ids]
+    assert [(r["task_type"], r["payload"], r["priority"], r["max_attempts"]) for r in rows] == [
+        ("noop", {"i": 0}, 0, 5), ("other", {"i": 1}, 7, 2), ("noop", {"i": 2}, -3, 5)
+    ]
+    assert rows[1]["run_at"] == later and rows[0]["run_at"] < later and rows[2]["run_at"] < later
+
+
+async def test_enqueue_many_of_one_shared_column_set_stores_it_on_every_job(conn: asyncpg.Connection) -> None:
+    ids = await queue.enqueue_many(conn, [NewJob("other", {"i": i}, priority=9, max_attempts=1) for i in range(3)])
+    rows = [await queue.get_job(conn, i) for i in ids]
+    assert [(r["task_type"], r["payload"]["i"], r["priority"], r["max_attempts"]) for r in rows] == [
+        ("other", i, 9, 1) for i in range(3)
+    ]
+
+
+async def test_enqueue_many_skips_the_jobs_whose_dedupe_key_is_taken(conn: asyncpg.Connection) -> None:
+    taken = await queue.enqueue(conn, NewJob("noop", dedupe_key="k1"))
+    ids = await queue.enqueue_many(conn, [
+        NewJob("noop", {"i": 0}, dedupe_key="k1"),
+        NewJob("noop", {"i": 1}, dedupe_key="k2"),
+        NewJob("noop", {"i": 2}),
+        NewJob("noop", {"i": 3}, dedupe_key="k2"),
+    ])
+    assert taken.id not in ids
+    assert [(await queue.get_job(conn, i))["payload"]["i"] for i in ids] == [1, 2]
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 3
+
+
+async def test_enqueue_many_of_only_taken_dedupe_keys_creates_nothing(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, NewJob("noop", dedupe_key="k1"))
+    assert await queue.enqueue_many(conn, [NewJob("noop", dedupe_key="k1")]) == []
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1
+
 @pytest.mark.parametrize(
     "job",
     [
@@ -161,6 +205,21 @@ async def test_finish_records_status_result_and_ledger_in_one_call(conn: asyncpg
     assert [(r["attempt"], r["outcome"], r["error"], r["worker_id"]) for r in runs] == [(1, "retry", "boom", "w")]
     assert (runs[0]["started_at"], runs[0]["finished_at"]) == (jb.started_at, fb.finished_at)
 
+
+
+async def test_finish_keeps_each_attempts_own_result_and_error_in_a_mixed_batch(conn: asyncpg.Connection) -> None:
+    await queue.enqueue_many(conn, [NewJob("noop") for _ in range(3)])
+    ja, jb, jc = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=3, lease_s=30)
+    fa = _finished(ja, "succeeded", "succeeded", result={"a,b": 'x", {y}'})
+    fb = _finished(jb, "failed", "failed", error='ValueError: a, "b", {c}')
+    fc = _finished(jc, "succeeded", "succeeded")
+    assert await queue.finish(conn, "w", [fa, fb, fc]) == {ja.id, jb.id, jc.id}
+    rows = [await queue.get_job(conn, j.id) for j in (ja, jb, jc)]
+    assert [(r["status"], r["result"], r["last_error"]) for r in rows] == [
+        ("succeeded", {"a,b": 'x", {y}'}, None), ("failed", None, 'ValueError: a, "b", {c}'), ("succeeded", None, None)
+    ]
+    assert [r["finished_at"] for r in rows] == [fa.finished_at, fb.finished_at, fc.finished_at]
+    assert [(r["error"], r["duration_ms"]) for r in await queue.job_runs(conn, jb.id)] == [(fb.error, 5)]
 
 async def test_finish_ignores_a_job_whose_lease_is_held_by_someone_else(conn: asyncpg.Connection) -> None:
     await queue.enqueue(conn, NewJob("noop"))

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 import asyncpg
 
 from worker.db import translate
 from worker.errors import InvalidInput, JobNotFound, JobStateConflict
-from worker.jsonvalues import dumps_bounded
+from worker.jobs import (
+    MAX_PAYLOAD_BYTES,
+    Enqueued,
+    Finished,
+    Job,
+    NewJob,
+    _claimed_jobs,
+    validate_task_type,
+)
 from worker.sql import queries
 
 __all__ = [
@@ -50,136 +56,10 @@ __all__ = [
 
 _Q = queries("queue")
 
-MAX_PAYLOAD_BYTES = 65536
-MAX_DEDUPE_KEY = 255
-TASK_TYPE_RE = re.compile(r"^(?:[a-z]|[a-z][a-z0-9_.:-]{0,62}[a-z0-9])$")
-
-
 class Executor(Protocol):
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
     async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A claimed job, as its handler sees it."""
-
-    id: uuid.UUID
-    task_type: str
-    payload: dict[str, Any]
-    attempt: int
-    max_attempts: int
-    priority: int
-    started_at: datetime
-
-
-class _ClaimedJob:
-    """Job's slots without its frozen __setattr__: a claimed row's Job is built as one of these, with plain
-    attribute stores, then made a Job (`__class__`, the same slots layout). A frozen dataclass's __init__ makes
-    a call per field, and the claim builds a Job per row (tests/unit/test_claimed_jobs.py:
-    test_claimed_jobs_are_plain_frozen_jobs)."""
-
-    __slots__ = ("attempt", "id", "max_attempts", "payload", "priority", "started_at", "task_type")
-
-
-def _claimed_jobs(rows: Iterable[Mapping[str, Any]]) -> list[Job]:
-    """Jobs from claimed rows. Their start comes as epoch seconds (`started_epoch`, the same for every row of
-    one claim): one datetime per distinct value, not a timestamp decoded per row."""
-    starts: dict[float, datetime] = {}
-    jobs: list[Job] = []
-    for row in rows:
-        epoch = row["started_epoch"]
-        started = starts.get(epoch)
-        if started is None:
-            started = starts[epoch] = datetime.fromtimestamp(epoch, UTC)
-        job: Any = _ClaimedJob()
-        job.id, job.task_type, job.payload = row["id"], row["task_type"], row["payload"]
-        job.attempt, job.max_attempts, job.priority = row["attempts"], row["max_attempts"], row["priority"]
-        job.started_at = started
-        job.__class__ = Job
-        jobs.append(job)
-    return jobs
-
-
-assert sorted(_ClaimedJob.__slots__) == sorted(Job.__slots__)  # the layout __class__ needs (slots are laid out sorted)
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    task_type: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    run_at: datetime | None = None
-    priority: int = 0
-    max_attempts: int = 5
-    dedupe_key: str | None = None
-
-    def checked(self) -> NewJob:
-        validate_task_type(self.task_type)
-        self.checked_payload_text()
-        return self
-
-    def checked_payload_text(self) -> str:
-        """Everything but the task type checked; the payload's JSON text (what the database stores)."""
-        text = _payload_text(self.payload)
-        if not -1000 <= self.priority <= 1000:
-            raise InvalidInput("priority must be between -1000 and 1000")
-        if not 1 <= self.max_attempts <= 1000:
-            raise InvalidInput("max_attempts must be between 1 and 1000")
-        if self.dedupe_key is not None and not 1 <= len(self.dedupe_key) <= MAX_DEDUPE_KEY:
-            raise InvalidInput(f"dedupe_key must be 1 to {MAX_DEDUPE_KEY} characters")
-        if self.run_at is not None and self.run_at.tzinfo is None:
-            raise InvalidInput("run_at must carry a time zone")
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    id: uuid.UUID
-    created: bool
-    """False when a pending or running job with the same dedupe key already existed (its id is returned)."""
-
-
-Status = Literal["succeeded", "pending", "failed"]
-Outcome = Literal["succeeded", "retry", "failed"]
-
-
-@dataclass(slots=True)
-class Finished:
-    """The end of one attempt, as `finish` records it. Not frozen: one is built for every attempt on the
-    daemon's hot path, and a frozen dataclass's __init__ makes a call per field (docs/performance.md)."""
-
-    job_id: uuid.UUID
-    task_type: str
-    attempt: int
-    status: Status
-    outcome: Outcome
-    started_at: datetime
-    finished_at: datetime
-    duration_ms: int
-    result: Any = None
-    error: str | None = None
-    retry_at: datetime | None = None
-
-
-def validate_task_type(task_type: str) -> None:
-    if not isinstance(task_type, str) or not TASK_TYPE_RE.match(task_type):
-        raise InvalidInput(
-            "task type must be 1-64 characters: lowercase letters, digits and _ . : - , "
-            "starting with a letter and not ending with punctuation"
-        )
-
-
-def _payload_text(payload: Any) -> str:
-    if not isinstance(payload, dict):
-        raise InvalidInput("payload must be a JSON object")
-    if not payload:
-        return "{}"
-    text = dumps_bounded(payload, what="payload")
-    size = len(text.encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidInput(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
-    return text
 
 
 @contextlib.contextmanager
@@ -220,9 +100,10 @@ async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
 
 
 async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-    """Insert a batch in one statement; returns the ids created (jobs with a taken dedupe key are skipped).
-    Each payload is encoded once (its checked JSON text goes to the database as is), each distinct task type
-    validated once."""
+    """Insert a batch in one statement; returns the ids created, in the batch's order (jobs with a taken dedupe
+    key are skipped). Each payload is encoded once (its checked JSON text goes to the database as is), each
+    distinct task type validated once; a column the whole batch shares goes as one value, not an array, and a
+    batch without dedupe keys as a plain insert (queue.sql, enqueue_many; tests/test_queue.py)."""
     if not jobs:
         return []
     task_types: set[str] = set()
@@ -233,18 +114,27 @@ async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID
             task_types.add(j.task_type)
         payloads.append(j.checked_payload_text())
     run_at = [j.run_at for j in jobs]
+    priorities = {j.priority for j in jobs}
+    attempts = {j.max_attempts for j in jobs}
+    columns = [
+        None if len(task_types) == 1 else [j.task_type for j in jobs],
+        payloads,
+        run_at if any(run_at) else None,  # a column of nulls goes as no array (unnest pads it with nulls)
+        None if len(priorities) == 1 else [j.priority for j in jobs],
+        None if len(attempts) == 1 else [j.max_attempts for j in jobs],
+    ]
+    shared = [
+        next(iter(task_types)) if len(task_types) == 1 else None,
+        next(iter(priorities)) if len(priorities) == 1 else None,
+        next(iter(attempts)) if len(attempts) == 1 else None,
+    ]
     dedupe = [j.dedupe_key for j in jobs]
     with translate(), _refused_by_database():
-        rows = await conn.fetch(
-            _Q["enqueue_many"],
-            [j.task_type for j in jobs],
-            payloads,
-            run_at if any(run_at) else None,  # a column of nulls goes as no array (unnest pads it with nulls)
-            [j.priority for j in jobs],
-            [j.max_attempts for j in jobs],
-            dedupe if any(dedupe) else None,
-        )
-    return [r["id"] for r in rows]
+        if any(k is not None for k in dedupe):
+            ids = await conn.fetchval(_Q["enqueue_many"], *columns, dedupe, *shared)
+        else:
+            ids = await conn.fetchval(_Q["enqueue_many_no_dedupe"], *columns, *shared)
+    return list(ids or ())
 
 
 async def claim(

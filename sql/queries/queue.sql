@@ -15,14 +15,35 @@ WHERE $6::text IS NOT NULL AND dedupe_key = $6 AND status IN ('pending', 'runnin
 LIMIT 1;
 
 -- name: enqueue_many
--- Parallel arrays, one element per job; payloads as JSON text (the client's checked encoding, cast here, not
--- encoded a second time by the driver). Jobs whose dedupe key is taken are skipped.
-INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
-SELECT t.task_type, t.payload::jsonb, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.dedupe_key
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
-    AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key)
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
-RETURNING id;
+-- A batch of jobs of which at least one has a dedupe key; jobs whose dedupe key is taken are skipped. Parallel arrays,
+-- one element per job: $1 task types, $2 payloads as JSON text (the client's checked encoding, cast here, not
+-- encoded a second time by the driver), $3 run_at, $4 priorities, $5 max_attempts, $6 dedupe keys. An array the
+-- client sends as null is a column the whole batch shares: $3 null is now(), $1 $4 $5 null take the batch's one
+-- value from $7 task type, $8 priority, $9 max_attempts (one value sent, not one per job). Returns the created ids,
+-- in the batch's order, as one array (a row per job is a record for the client to decode per job).
+WITH ins AS (
+    INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+    SELECT coalesce(t.task_type, $7::text), t.payload::jsonb, coalesce(t.run_at, now()),
+           coalesce(t.priority, $8::int), coalesce(t.max_attempts, $9::int), t.dedupe_key
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
+        AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
+    RETURNING id
+)
+SELECT array_agg(id) FROM ins;
+
+-- name: enqueue_many_no_dedupe
+-- enqueue_many for a batch without any dedupe key: the same parameters but $6, and no ON CONFLICT clause, which
+-- no row could meet (the dedupe index holds only rows with a key) but which makes each row's insert speculative.
+WITH ins AS (
+    INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts)
+    SELECT coalesce(t.task_type, $6::text), t.payload::jsonb, coalesce(t.run_at, now()),
+           coalesce(t.priority, $7::int), coalesce(t.max_attempts, $8::int)
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[])
+        AS t (task_type, payload, run_at, priority, max_attempts)
+    RETURNING id
+)
+SELECT array_agg(id) FROM ins;
 
 -- name: claim
 -- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
@@ -144,7 +165,9 @@ RETURNING j.id, j.task_type, j.payload, j.attempts, j.max_attempts, j.priority,
 -- result as JSON text, error, next run_at for retries, finished_epoch, duration_ms). The finish time is Unix
 -- epoch seconds: a float is encoded in a fraction of a timestamp's time, and to_timestamp keeps the
 -- microseconds. The attempt's start is the row's own started_at, which the claim set and nothing changes while
--- the lease is held.
+-- the lease is held. Not parallel arrays (the driver checks every element of every array, nine checks per attempt
+-- where the record takes three) nor comma-joined text columns (cheaper to send, but PostgreSQL parses each id
+-- from text: the work moves to the server; docs/performance.md, "Bulk enqueue and the finish's arguments").
 --
 -- The plan must stay linear in the batch whatever the statistics say. The lease test is a join clause
 -- (`j.locked_by = d.worker_id`, the CTE kept opaque), not a filter: as `j.locked_by = $1` the planner estimated

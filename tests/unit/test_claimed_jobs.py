@@ -39,3 +39,21 @@ def test_a_job_context_is_a_plain_task_context() -> None:
     assert ctx.job is job and ctx.worker_id == "w-1" and ctx.resources is resources
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.worker_id = "w-2"  # type: ignore[misc]
+
+
+def test_a_new_job_is_a_plain_frozen_new_job() -> None:
+    from worker.queue import NewJob
+
+    a, b = NewJob("noop"), NewJob("noop")
+    assert type(a) is NewJob and a == b
+    assert a.payload == {} and a.payload is not b.payload  # a new {} for each job, as default_factory=dict made
+    assert (a.run_at, a.priority, a.max_attempts, a.dedupe_key) == (None, 0, 5, None)
+    at = datetime.now(UTC)
+    full = NewJob("other", {"x": 1}, at, 3, 2, "k")
+    assert full == NewJob(task_type="other", payload={"x": 1}, run_at=at, priority=3, max_attempts=2, dedupe_key="k")
+    assert (full.payload, full.run_at, full.priority, full.max_attempts, full.dedupe_key) == ({"x": 1}, at, 3, 2, "k")
+    assert NewJob("noop", None).payload is None  # type: ignore[arg-type]  # refused by its check, as before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.priority = 9  # type: ignore[misc]
+    assert repr(a) == "NewJob(task_type='noop', payload={}, run_at=None, priority=0, max_attempts=5, dedupe_key=None)"
+    assert dataclasses.replace(full, priority=-1) == NewJob("other", {"x": 1}, at, -1, 2, "k")

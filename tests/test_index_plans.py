@@ -1,8 +1,8 @@
 """What migration 014's indexes serve, under stale statistics as in tests/test_claim_plan.py: lease recovery reads
-the expired leases through job_queue_running_idx (running jobs only); the due pending count and the oldest due pending
-job (stats.sql oldest_due_pending, queue.sql queue_depth) skip-scan job_queue_claim_idx per priority and read the
-due entries only, never the jobs scheduled for later nor the finished ones. Plans from EXPLAIN (ANALYZE, FORMAT
-JSON) of the named queries as the daemon and the readers send them."""
+the expired leases through job_queue_running_idx (running jobs only); the due pending count and the oldest due
+pending job (stats.sql oldest_due_pending, which queue.queue_depth reads too) skip-scan job_queue_claim_idx per
+priority and read the due entries only, never the jobs scheduled for later nor the finished ones. Plans from
+EXPLAIN (ANALYZE, FORMAT JSON) of the named queries as the daemon and the readers send them."""
 
 from __future__ import annotations
 
@@ -76,12 +76,11 @@ def _bitmap_index(node: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.parametrize("statistics", STATISTICS)
-@pytest.mark.parametrize(("group", "name"), [("stats", "oldest_due_pending"), ("queue", "queue_depth")])
 async def test_the_due_pending_count_reads_the_due_entries_of_the_claim_index_only(
-    conn: asyncpg.Connection, statistics: str, group: str, name: str
+    conn: asyncpg.Connection, statistics: str
 ) -> None:
     await _load(conn, statistics)
-    scans = _job_queue_scans(await _plan(conn, queries(group)[name]))
+    scans = _job_queue_scans(await _plan(conn, queries("stats")["oldest_due_pending"]))
     assert {index for _, index, _ in scans} == {"job_queue_claim_idx"}, scans
     # the due entries, plus one probe per priority (3) and one past the last, never tomorrow's or finished rows
     assert sum(read for _, _, read in scans) <= 3_000 + 10, scans

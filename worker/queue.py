@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 _Q = queries("queue")
+_STATS = queries("stats")
 
 class Executor(Protocol):
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
@@ -292,4 +293,4 @@ async def ensure_statistics(conn: Executor) -> bool:
 
 async def queue_depth(conn: Executor) -> int:
     with translate():
-        return int(await conn.fetchval(_Q["queue_depth"]))
+        return int(await conn.fetchval(_STATS["oldest_due_pending"], column=1))  # one count for every reader

@@ -307,21 +307,6 @@ SELECT id, status FROM job_queue WHERE id = ANY ($1::uuid[]);
 SELECT attempt, worker_id, started_at, finished_at, outcome, error, duration_ms
 FROM job_runs WHERE job_id = $1 ORDER BY attempt, started_at, id;
 
--- name: queue_depth
--- Due pending jobs: counted per priority over job_queue_claim_idx, as stats.sql oldest_due_pending.
-WITH RECURSIVE priorities (p) AS (
-    (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' ORDER BY q.priority DESC LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' AND q.priority < s.p
-            ORDER BY q.priority DESC LIMIT 1)
-    FROM priorities AS s WHERE s.p IS NOT NULL
-)
-SELECT coalesce(sum(d.n), 0)::bigint
-FROM priorities AS s
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n FROM job_queue AS q WHERE q.status = 'pending' AND q.priority = s.p AND q.run_at <= now()
-) AS d
-WHERE s.p IS NOT NULL;
 
 -- name: never_analyzed
 -- True when job_queue has no planner statistics yet (a fresh database).

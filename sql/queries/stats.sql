@@ -11,7 +11,7 @@ SELECT task_type, status, count(*) AS n FROM job_queue GROUP BY task_type, statu
 -- waiting too), and how many due pending jobs there are. A skip scan of job_queue_claim_idx (priority DESC,
 -- run_at, id): the recursion finds each priority that has pending jobs, one index probe each, and the lateral
 -- reads that priority's due entries only (run_at <= now() bounds the range), so jobs scheduled for later cost
--- nothing (tests/test_index_plans.py). queue.sql queue_depth counts the same way.
+-- nothing (tests/test_index_plans.py). worker.queue.queue_depth (the trigger's answer) reads its count.
 WITH RECURSIVE priorities (p) AS (
     (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' ORDER BY q.priority DESC LIMIT 1)
     UNION ALL

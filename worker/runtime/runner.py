@@ -91,17 +91,13 @@ async def execute(
     if timeout_s is None:
         return await run_handler(task, job, ctx, policy)
     started = time.monotonic()
-    try:
-        payload = task.parse(job.payload)
-    except InvalidPayload as exc:
-        return failure(job, str(exc), started, policy, permanent=True)
     current = asyncio.current_task()
     assert current is not None, "execute() runs inside a task"
     cancelling = current.cancelling()
     deadline = _Deadline(current)
     timer = asyncio.get_running_loop().call_later(timeout_s, deadline.fire)
     try:
-        finished = await _call(task, payload, ctx, job, started, policy)
+        finished = await run_handler(task, job, ctx, policy)
     except asyncio.CancelledError:
         timer.cancel()
         if deadline.expired and current.uncancel() <= cancelling:
@@ -121,18 +117,6 @@ async def run_handler(task: Task[Any], job: Job, ctx: TaskContext, policy: Backo
         payload = task.parse(job.payload)
     except InvalidPayload as exc:
         return failure(job, str(exc), started, policy, permanent=True)
-    try:
-        result = await task.handler(payload, ctx)
-    except PermanentJobError as exc:
-        return failure(job, _error_text(exc), started, policy, permanent=True)
-    except Exception as exc:
-        return failure(job, _error_text(exc), started, policy, permanent=False)
-    return _succeeded(job, result, started, policy)
-
-
-async def _call(task: Task[Any], payload: Any, ctx: TaskContext, job: Job, started: float,
-                policy: BackoffPolicy) -> Finished:
-    """The handler call, its end classified; cancellation goes through."""
     try:
         result = await task.handler(payload, ctx)
     except PermanentJobError as exc:

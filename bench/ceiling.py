@@ -9,7 +9,7 @@ Wake-ups: a statement-level NOTIFY trigger and a LISTEN connection, with a 10 s 
 Two modes, chosen by BENCH_CEILING_MODE in the process's environment:
 * `like-worker` (the default; rows `ceiling`, `ceiling100`): what `worker` does with its claims. Claims commit
   asynchronously (synchronous_commit off on the claiming connection: a claim lost in a crash leaves the job
-  pending), and it claims ahead of its free slots by worker/prefetch.py's own rule (`ahead_batches` over a
+  pending), and it claims ahead of its free slots by worker/runtime/claim_ahead.py's own rule (`ahead_batches` over a
   moving average of the jobs' durations, the daemon's default 50 ms threshold): claimed jobs wait in a ready
   queue and start as slots free; while claiming ahead a claim waits until a whole batch (`concurrency` jobs)
   fits, else until half the slots are free, at most FLUSH_S (as the daemon's fetch loop does).
@@ -205,7 +205,7 @@ class Ceiling:
                 await c.close()
 
     def _ahead(self) -> int:
-        return 0 if self.durable else ahead_batches(self.avg_job_ms, AHEAD_BELOW_MS)
+        return 0 if self.durable else ahead_batches(self.avg_job_ms, AHEAD_BELOW_MS, slots=self.concurrency)
 
     def _room(self) -> int:
         return self.concurrency * (1 + self._ahead()) - self.running - len(self.ready)

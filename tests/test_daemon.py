@@ -14,7 +14,7 @@ from tests.support.rows import status_of
 from worker import queue
 from worker.builtin import default_registry
 from worker.queue import NewJob
-from worker.runtime.claim_ahead import AHEAD_MAX_BATCHES
+from worker.runtime.claim_ahead import AHEAD_MAX_JOBS
 from worker.runtime.daemon import Daemon
 from worker.tasks import Registry, Task, TaskContext
 
@@ -280,13 +280,14 @@ async def test_very_short_jobs_are_claimed_batches_ahead_and_handed_back_unstart
     database_url: str, conn: asyncpg.Connection
 ) -> None:
     settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=60_000.0, shutdown_grace_s=0.5)
-    held = 2 * (1 + AHEAD_MAX_BATCHES)
     async with running_daemon(settings, default_registry()) as daemon:
         quick = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(2)])  # durations become known
         await wait_for(lambda: _all(conn, quick, "succeeded"))
+        held = 2 * (1 + daemon._ahead_batches())  # the work rule's depth for these durations
+        assert 4 <= held <= 2 + AHEAD_MAX_JOBS
         slow = await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 30}) for _ in range(held + 4)])
         await wait_for(lambda: _true(len(daemon.running) == 2 and len(daemon.ready) == held - 2))
-        assert await _running_in_db(conn) == held  # never more than the slots plus AHEAD_MAX_BATCHES batches
+        assert await _running_in_db(conn) == held  # never more than the slots plus the batches ahead
         await anyio.sleep(settings.heartbeat_interval_s * 2)  # the ones waiting keep their leases
         assert await _running_in_db(conn) == held
     rows = await conn.fetch("SELECT status, attempts FROM job_queue WHERE id = ANY($1)", slow)

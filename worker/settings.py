@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     claim_ahead_below_ms: float = Field(
         default=50.0, ge=0, le=60000,
         description=(
-            "While jobs take less than this on average, claim ahead of the free slots: one batch, up to ten "
-            "for jobs of half a millisecond or less (0 = never)."
+            "While jobs take less than this on average, claim ahead of the free slots: one batch, more for "
+            "shorter jobs (about 5 ms of work per slot, at most 1,000 jobs ahead) (0 = never)."
         ),
     )
     completion_flush_ms: float = Field(

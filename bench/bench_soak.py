@@ -103,6 +103,7 @@ class Daemon:
         } | (extra_env or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "worker.log"
+        self.log.write_bytes(b"")  # this run's lines only: restarts append, an earlier run's are not counted
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 

@@ -311,6 +311,20 @@ async def test_no_more_jobs_are_claimed_ahead_once_a_job_runs_longer_than_the_th
         assert await _running_in_db(conn) == 2 and not daemon.ready
 
 
+async def test_a_job_of_higher_priority_starts_before_the_jobs_held_ahead_not_behind_them(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, concurrency=2, claim_ahead_below_ms=60_000.0, shutdown_grace_s=0.5)
+    async with running_daemon(settings, default_registry()) as daemon:
+        quick = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(2)])  # the average: ~0 ms
+        await wait_for(lambda: _all(conn, quick, "succeeded"))
+        await queue.enqueue_many(conn, [NewJob("noop", {"sleep_s": 1.0}) for _ in range(10)])
+        await wait_for(lambda: _true(len(daemon.running) == 2 and len(daemon.ready) == 8))
+        urgent = await queue.enqueue(conn, NewJob("noop", priority=100))  # claimed by the next claim
+        await wait_for(lambda: _is(conn, urgent.id, "succeeded"), timeout_s=5)
+        assert len(daemon.ready) >= 6  # it took the first free slot; the held ones still wait
+
+
 async def test_one_long_job_among_many_slots_does_not_stop_the_others_claiming_ahead(
     database_url: str, conn: asyncpg.Connection
 ) -> None:

@@ -8,7 +8,13 @@ replica holds stays a few milliseconds of work and one claim statement takes at 
 
 from __future__ import annotations
 
-__all__ = ["AHEAD_MAX_JOBS", "AHEAD_WORK_MS", "ahead_batches"]
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
+
+__all__ = ["AHEAD_MAX_JOBS", "AHEAD_WORK_MS", "ahead_batches", "hold"]
+
+K = TypeVar("K", bound=Hashable)
+H = TypeVar("H")
 
 AHEAD_MAX_JOBS = 1000
 AHEAD_WORK_MS = 5.0
@@ -30,3 +36,23 @@ def ahead_batches(avg_job_ms: float, below_ms: float, *, long_running: int = 0, 
     if avg_job_ms * most <= AHEAD_WORK_MS:
         return most
     return max(1, min(most, int(AHEAD_WORK_MS / avg_job_ms)))
+
+
+def hold(ready: dict[K, H], claimed: Sequence[tuple[K, H]], priority: Callable[[H], int]) -> None:
+    """Add one claim's jobs (id, held job), in the claim's order (priority first), to `ready`, the jobs held
+    ahead in the order they will start. Those of a higher priority than the first job held go before every
+    held job, not behind up to AHEAD_MAX_JOBS of them: a maintenance piece claimed under a backlog starts at
+    the next free slot (tests/unit/test_claim_ahead.py, tests/test_daemon.py)."""
+    if ready and claimed:
+        top = priority(next(iter(ready.values())))
+        first = 0
+        while first < len(claimed) and priority(claimed[first][1]) > top:
+            first += 1
+        if first:
+            held = list(ready.items())
+            ready.clear()
+            ready.update(claimed[:first])
+            ready.update(held)
+            ready.update(claimed[first:])
+            return
+    ready.update(claimed)

@@ -29,7 +29,7 @@ from worker.errors import DatabaseUnavailable
 from worker.hooks import Hooks
 from worker.logs import job_event, job_lines
 from worker.queue import Finished, Job
-from worker.runtime.claim_ahead import ahead_batches
+from worker.runtime.claim_ahead import ahead_batches, hold
 from worker.runtime.completions import Completions
 from worker.runtime.deadlines import Deadlines
 from worker.runtime.jobrun import Plan, attempt, plan_for
@@ -43,6 +43,10 @@ from worker.tasks import Registry, job_context
 __all__ = ["Daemon", "RunningJob"]
 
 log = structlog.get_logger("worker.daemon")
+
+
+def _priority(rj: RunningJob) -> int:
+    return rj.job.priority
 Loop = Callable[[], Awaitable[None]]
 
 
@@ -313,8 +317,7 @@ class Daemon:
     def _claimed(self, jobs: list[Job], sent: float) -> None:
         """The jobs one claim took (their rows are `running` now): held, those that fit started, then logged and
         reported as a batch (the lines are rendered now, before any job runs; the write comes later)."""
-        for job in jobs:
-            self.ready[job.id] = RunningJob(job, None, sent)
+        hold(self.ready, [(job.id, RunningJob(job, None, sent)) for job in jobs], _priority)
         self._fill_slots()
         with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
             for job in jobs:

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.support.claim_plans import nodes
-from worker import queue
+from worker import operations, queue
 from worker.sql import queries
 
 _FINISHED = """
@@ -98,6 +98,20 @@ async def test_the_due_pending_count_and_oldest_age_are_right_over_priorities_an
     row = await conn.fetchrow(queries("stats")["oldest_due_pending"])
     assert (row["age_s"], row["n"]) == (None, 0)
     assert await queue.queue_depth(conn) == 0
+
+
+@pytest.mark.parametrize("statistics", STATISTICS)
+async def test_cleanups_probe_of_the_oldest_due_wait_reads_one_due_entry_per_priority(
+    conn: asyncpg.Connection, statistics: str
+) -> None:
+    await _load(conn, statistics)
+    scans = _job_queue_scans(await _plan(conn, queries("stats")["oldest_due_wait"]))
+    assert {index for _, index, _ in scans} == {"job_queue_claim_idx"}, scans
+    assert sum(read for _, _, read in scans) <= 10, scans  # a probe per priority, one past the last, one entry each
+    wait = await operations.oldest_due_wait_s(conn)
+    assert wait is not None and 3_590 <= wait < 3_700  # as oldest_due_pending's age
+    await conn.execute("DELETE FROM job_queue WHERE status = 'pending' AND run_at <= now()")
+    assert await operations.oldest_due_wait_s(conn) is None
 
 
 @pytest.mark.parametrize("statistics", STATISTICS)

@@ -35,6 +35,7 @@ __all__ = [
     "cleanup",
     "duty_cycle_pause",
     "list_jobs",
+    "oldest_due_wait_s",
     "parse_duration",
     "parse_moment",
     "parse_since",
@@ -48,6 +49,7 @@ __all__ = [
 
 _Q = queries("operator")
 _QUEUE = queries("queue")
+_STATS = queries("stats")
 
 ALL_TASK_TYPES = "*"
 MAX_LIST = 1000
@@ -264,6 +266,13 @@ def duty_cycle_pause(busy_s: float, duty_cycle_percent: float) -> float:
     if not 0 < duty_cycle_percent <= 100:
         raise InvalidInput(f"cleanup duty cycle must be in (0, 100] percent, not {duty_cycle_percent!r}")
     return max(0.0, busy_s) * (100.0 - duty_cycle_percent) / duty_cycle_percent
+
+
+async def oldest_due_wait_s(conn: Executor) -> float | None:
+    """How long the oldest due pending job has waited (None: none is due); a probe per priority."""
+    with translate():
+        wait = await conn.fetchval(_STATS["oldest_due_wait"])
+    return None if wait is None else float(wait)
 
 
 async def cleanup(

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         description="Share of the time cleanup's batches may run: after a batch of t s it pauses t x (100 - p) / p "
         "(100 = no pause).",
     )
+    cleanup_yield_after_s: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="Cleanup pauses by its duty cycle only while the oldest due job has waited longer than this; "
+        "while the queue keeps up its next piece runs at once (0 = pause whenever a job is due).",
+    )
 
     # --- tasks ----------------------------------------------------------------------------------
     task_modules: str = Field(

@@ -27,6 +27,25 @@ CROSS JOIN LATERAL (
 ) AS d
 WHERE s.p IS NOT NULL;
 
+-- name: oldest_due_wait
+-- How long the oldest due pending job has waited, in seconds (NULL when none is due): cleanup's signal that
+-- the queue is behind (worker/builtin/cleanup.py). oldest_due_pending's skip scan of job_queue_claim_idx
+-- without its count: per priority with pending jobs, the first due entry only (tests/test_index_plans.py).
+WITH RECURSIVE priorities (p) AS (
+    (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' ORDER BY q.priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.priority FROM job_queue AS q WHERE q.status = 'pending' AND q.priority < s.p
+            ORDER BY q.priority DESC LIMIT 1)
+    FROM priorities AS s WHERE s.p IS NOT NULL
+)
+SELECT extract(epoch FROM now() - min(d.oldest))::float8 AS wait_s
+FROM priorities AS s
+CROSS JOIN LATERAL (
+    SELECT min(q.run_at) AS oldest
+    FROM job_queue AS q WHERE q.status = 'pending' AND q.priority = s.p AND q.run_at <= now()
+) AS d
+WHERE s.p IS NOT NULL;
+
 -- name: due_pending_by_task_type
 -- Due pending jobs per task type (paused types included): the worker_jobs_due_pending gauge, and KEDA's scaling
 -- metric (deploy/k8s/keda/scaledobject.yaml embeds this text verbatim, one trigger per task type;

@@ -142,6 +142,14 @@ def _ctx(conn: FakeConn, cron: str = "* * * * *", **overrides: Any) -> TaskConte
 NOW = datetime(2030, 1, 1, 10, 30, 30, tzinfo=UTC)
 
 
+async def _behind() -> float:
+    return 60.0  # the oldest due job has waited a minute: the queue is behind, cleanup keeps its duty cycle
+
+
+async def _keeping_up() -> float:
+    return 0.2
+
+
 async def test_a_piece_stops_at_half_the_claim_ahead_threshold_and_enqueues_the_next_piece_after_its_pause() -> None:
     clock = FakeClock()
     conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
@@ -151,7 +159,7 @@ async def test_a_piece_stops_at_half_the_claim_ahead_threshold_and_enqueues_the_
     async def enqueue(job: NewJob) -> None:
         enqueued.append(job)
 
-    result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+    result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_behind)
     assert result == {"jobs": 30, "succeeded": 30, "runs": 30, "batches": 3}  # 3 x 10 ms reach 25 ms
     assert clock.sleeps == []  # a piece never holds its slot to pause
     [following] = enqueued
@@ -176,7 +184,7 @@ async def test_the_next_piece_continues_where_the_last_one_stopped_and_keeps_the
     key = (datetime(2029, 12, 1, tzinfo=UTC), uuid.UUID(int=99))
     payload = CleanupPayload(until=datetime(2030, 1, 1, 10, 35, tzinfo=UTC), after_created_at=key[0],
                              after_id=key[1], deleted_before=500)
-    await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue)
+    await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_behind)
     assert conn.calls[0][3:] == key
     [following] = enqueued
     assert following.payload["until"] == "2030-01-01T10:35:00Z" and following.payload["deleted_before"] == 520
@@ -193,7 +201,7 @@ async def test_a_run_that_would_go_past_its_schedules_next_slot_logs_cleanup_beh
 
     payload = CleanupPayload(until=NOW + timedelta(seconds=0.05), deleted_before=7000)
     with capture_logs() as logs:
-        result = await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue)
+        result = await cleanup_run(payload, ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_behind)
     assert result["jobs"] == 10 and enqueued == []  # 30 ms, then a 30 ms pause: past the slot
     behind = [e for e in logs if e["event"] == "cleanup.behind"]
     assert len(behind) == 1 and behind[0]["log_level"] == "warning" and behind[0]["deleted_jobs"] == 7010
@@ -209,5 +217,45 @@ async def test_a_piece_that_deletes_the_last_expired_jobs_enqueues_nothing_and_l
         enqueued.append(job)
 
     with capture_logs() as logs:
-        result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+        result = await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_behind)
     assert result["jobs"] == 4 and enqueued == [] and not [e for e in logs if e["event"] == "cleanup.behind"]
+
+
+@pytest.mark.parametrize(("waited", "yield_after_s"), [(_keeping_up, 1.0), (None, 1.0), (_behind, 61.0)])
+async def test_while_the_queue_keeps_up_the_next_piece_is_due_at_once(
+    waited: Any, yield_after_s: float
+) -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10,
+               cleanup_yield_after_s=yield_after_s)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    async def nothing_due() -> None:
+        return None
+
+    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue,
+                      waited_s=nothing_due if waited is None else waited)
+    [following] = enqueued
+    assert following.run_at is None and following.payload["deleted_before"] == 30  # due now: no pause
+
+
+@pytest.mark.parametrize("yield_after_s", [0.0, 0.1])
+async def test_once_a_due_job_has_waited_past_the_threshold_the_duty_cycles_pause_comes_back(
+    yield_after_s: float
+) -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10,
+               cleanup_yield_after_s=yield_after_s)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_keeping_up)
+    [following] = enqueued
+    assert following.run_at == NOW + timedelta(seconds=0.03 + 0.09)

@@ -1,10 +1,11 @@
 """The `cleanup` task type: retention cleanup of finished jobs, run daily by the schedule it declares.
 
 A run is a chain of short pieces (docs/maintenance.md, "Cleanup never starves the queue it protects"): each
-`cleanup` job deletes batches for at most half of `WORKER_CLAIM_AHEAD_BELOW_MS`, then enqueues the next piece
-due after the duty cycle's pause, carrying where it stopped and the run's deadline (the next slot of its
-schedule). A long-running job would stop the daemon claiming ahead for as long as it runs (its claims would
-then fill only the free slots), so no piece runs long, and no piece holds a slot while it pauses."""
+`cleanup` job deletes batches for at most half of `WORKER_CLAIM_AHEAD_BELOW_MS`, then enqueues the next piece,
+due at once while the queue keeps up (no due job has waited `WORKER_CLEANUP_YIELD_AFTER_S`), else after the
+duty cycle's pause, carrying where it stopped and the run's deadline (the next slot of its schedule). No
+piece runs long (long jobs holding half the slots stop the daemon claiming ahead), and no piece holds a slot
+while it pauses."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker import queue
-from worker.operations import cleanup, duty_cycle_pause
+from worker.operations import cleanup, duty_cycle_pause, oldest_due_wait_s
 from worker.queue import NewJob
 from worker.schedules import schedules_of
 from worker.tasks import MAINTENANCE_PRIORITY, Registry, Task, TaskContext
@@ -68,9 +69,11 @@ async def cleanup_run(
     now: datetime,
     clock: Callable[[], float] = time.monotonic,
     enqueue: Callable[[NewJob], Awaitable[object]] | None = None,
+    waited_s: Callable[[], Awaitable[float | None]] | None = None,
 ) -> dict[str, Any]:
-    """`run_cleanup` at wall-clock time `now`, timing on `clock`, enqueuing the next piece with `enqueue`
-    (injected by the tests: tests/unit/test_cleanup_duty_cycle.py)."""
+    """`run_cleanup` at wall-clock time `now`, timing on `clock`, enqueuing the next piece with `enqueue` and
+    reading how long the oldest due job has waited with `waited_s` (both injected by the tests:
+    tests/unit/test_cleanup_duty_cycle.py)."""
     settings = ctx.settings
     succeeded_days = payload.succeeded_older_than_days or settings.retention_succeeded_days
     failed_days = payload.failed_older_than_days or settings.retention_failed_days
@@ -92,7 +95,11 @@ async def cleanup_run(
         clock=clock,
     )
     if not result.finished and result.next_key is not None:
-        pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent)
+        # The duty cycle yields the CPU to the queue while it is behind; while it keeps up cleanup runs on, so
+        # that a run deletes what a busy queue produces (tests/unit/test_cleanup_duty_cycle.py).
+        wait_s = await (waited_s() if waited_s is not None else oldest_due_wait_s(ctx.pool))
+        behind = wait_s is not None and wait_s > settings.cleanup_yield_after_s
+        pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent) if behind else 0.0
         due = now + timedelta(seconds=clock() - began + pause_s)
         deleted = payload.deleted_before + result.jobs
         if until is not None and due >= until:

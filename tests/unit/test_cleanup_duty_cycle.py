@@ -221,10 +221,12 @@ async def test_a_piece_that_deletes_the_last_expired_jobs_enqueues_nothing_and_l
     assert result["jobs"] == 4 and enqueued == [] and not [e for e in logs if e["event"] == "cleanup.behind"]
 
 
-@pytest.mark.parametrize(("waited", "yield_after_s"), [(_keeping_up, 1.0), (None, 1.0), (_behind, 61.0)])
-async def test_while_the_queue_keeps_up_the_next_piece_is_due_at_once(
-    waited: Any, yield_after_s: float
-) -> None:
+async def _nothing_due() -> None:
+    return None
+
+
+async def _next_piece(waited: Any, yield_after_s: float) -> NewJob:
+    """The piece a 30 ms piece at a 25 % duty cycle enqueues, with the oldest due job's wait read from `waited`."""
     clock = FakeClock()
     conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
     ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10,
@@ -234,12 +236,14 @@ async def test_while_the_queue_keeps_up_the_next_piece_is_due_at_once(
     async def enqueue(job: NewJob) -> None:
         enqueued.append(job)
 
-    async def nothing_due() -> None:
-        return None
-
-    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue,
-                      waited_s=nothing_due if waited is None else waited)
+    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=waited)
     [following] = enqueued
+    return following
+
+
+@pytest.mark.parametrize(("waited", "yield_after_s"), [(_keeping_up, 1.0), (_nothing_due, 1.0), (_behind, 61.0)])
+async def test_while_the_queue_keeps_up_the_next_piece_is_due_at_once(waited: Any, yield_after_s: float) -> None:
+    following = await _next_piece(waited, yield_after_s)
     assert following.run_at is None and following.payload["deleted_before"] == 30  # due now: no pause
 
 
@@ -247,15 +251,5 @@ async def test_while_the_queue_keeps_up_the_next_piece_is_due_at_once(
 async def test_once_a_due_job_has_waited_past_the_threshold_the_duty_cycles_pause_comes_back(
     yield_after_s: float
 ) -> None:
-    clock = FakeClock()
-    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
-    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10,
-               cleanup_yield_after_s=yield_after_s)
-    enqueued: list[NewJob] = []
-
-    async def enqueue(job: NewJob) -> None:
-        enqueued.append(job)
-
-    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=_keeping_up)
-    [following] = enqueued
-    assert following.run_at == NOW + timedelta(seconds=0.03 + 0.09)
+    following = await _next_piece(_keeping_up, yield_after_s)
+    assert following.run_at == NOW + timedelta(seconds=0.03 + 0.09)  # its time, then 3 x its time at 25 %

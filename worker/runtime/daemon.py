@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import anyio
@@ -43,10 +44,6 @@ from worker.tasks import Registry, job_context
 __all__ = ["Daemon", "RunningJob"]
 
 log = structlog.get_logger("worker.daemon")
-
-
-def _priority(rj: RunningJob) -> int:
-    return rj.job.priority
 Loop = Callable[[], Awaitable[None]]
 
 
@@ -317,7 +314,7 @@ class Daemon:
     def _claimed(self, jobs: list[Job], sent: float) -> None:
         """The jobs one claim took (their rows are `running` now): held, those that fit started, then logged and
         reported as a batch (the lines are rendered now, before any job runs; the write comes later)."""
-        hold(self.ready, [(job.id, RunningJob(job, None, sent)) for job in jobs], _priority)
+        hold(self.ready, [(job.id, RunningJob(job, None, sent)) for job in jobs], attrgetter("job.priority"))
         self._fill_slots()
         with job_lines(log) as blog:  # one batch of lines, rendered in one step and written together
             for job in jobs:

@@ -2,9 +2,11 @@
 included (the postmaster's reaped children, read after a settling second), over (a) a batch enqueue of `--jobs`
 no-op jobs with `worker.queue.enqueue_many` in calls of `--batch`, and (b) a drain of as many no-op jobs by
 `worker run` at `--concurrency`; then the batch enqueue rate of bench/enqueue.py's `enqueue_many` and
-`plain_insert`. Each round uses a fresh database. The schema is that of the checkout `worker` is imported from:
-run `python -m bench.pg_cpu --rounds 3` from inside the checkout to measure (a copy of this file in another one
-measures that one)."""
+`plain_insert`. Each round uses a fresh database; `--finished N` first fills it with N finished jobs and their ledger
+rows (ids from the schema's default, as a table in use holds), and then also measures (c) the retention cleanup
+of those jobs (`worker.operations.cleanup`), per job deleted. The schema is that of the checkout `worker` is
+imported from: run `python -m bench.pg_cpu --rounds 3` from inside the checkout to measure (a copy of this file in
+another one measures that one)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import worker
 from bench import enqueue, sys_worker
+from bench.bench_soak import _FINISHED
 from bench.measure import fresh_database
-from worker import db
+from worker import db, operations
 from worker.cli.pgcluster import throwaway_cluster
 
 __all__ = ["cluster_cpu_s", "main"]
@@ -57,17 +61,34 @@ async def _settled_cpu_s(postmaster: int) -> float:
     return cluster_cpu_s(postmaster)
 
 
-async def _enqueue_round(server_url: str, pm: int, jobs: int, batch: int) -> float:
+async def _fill(dsn: str, finished: int) -> None:
+    """`finished` finished jobs with their ledger rows, two hours old, in statements of at most 100,000."""
+    conn = await db.connect(dsn)
+    try:
+        for start in range(0, finished, 100_000):
+            await conn.execute(_FINISHED, min(100_000, finished - start))
+        await conn.execute("VACUUM ANALYZE job_queue")
+        await conn.execute("VACUUM ANALYZE job_runs")
+    finally:
+        await conn.close()
+
+
+async def _enqueue_round(server_url: str, pm: int, jobs: int, batch: int, finished: int) -> float:
     async with fresh_database(server_url, "pgcpu_enq") as (_, dsn):
         await sys_worker.install(dsn)
+        await _fill(dsn, finished)
         before = await _settled_cpu_s(pm)
         await sys_worker.enqueue_noop(dsn, jobs, batch)
         return await _settled_cpu_s(pm) - before
 
 
-async def _drain_round(server_url: str, pm: int, jobs: int, batch: int, concurrency: int) -> tuple[float, float]:
+async def _drain_round(
+    server_url: str, pm: int, jobs: int, batch: int, concurrency: int, finished: int
+) -> tuple[float, float, float | None]:
+    """(PostgreSQL CPU s of the drain, jobs/s, CPU s per job of cleaning up the `finished` jobs or None)."""
     async with fresh_database(server_url, "pgcpu_drain") as (_, dsn):
         await sys_worker.install(dsn)
+        await _fill(dsn, finished)
         await sys_worker.enqueue_noop(dsn, jobs, batch)
         conn = await db.connect(dsn)
         try:
@@ -89,11 +110,17 @@ async def _drain_round(server_url: str, pm: int, jobs: int, batch: int, concurre
                 proc.wait(30)
             cpu = await _settled_cpu_s(pm) - before
             done = await conn.fetchval(sys_worker.SUCCEEDED_SQL)
-            if done != jobs:
-                raise RuntimeError(f"drained {done} of {jobs}")
+            if done != jobs + finished:
+                raise RuntimeError(f"drained {done - finished} of {jobs}")
+            cleanup = None
+            if finished:
+                before = await _settled_cpu_s(pm)
+                hour = timedelta(hours=1)  # the filled jobs only: they finished two hours ago
+                deleted = await operations.cleanup(conn, succeeded_older_than=hour, failed_older_than=hour)
+                cleanup = (await _settled_cpu_s(pm) - before) / deleted.jobs
         finally:
             await conn.close()
-        return cpu, jobs / elapsed
+        return cpu, jobs / elapsed, cleanup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--finished", type=int, default=0,
+                   help="finished jobs (with ledger rows) in each round's table first; also measures their cleanup")
     p.add_argument("--enqueue-jobs", type=int, default=20_000, help="jobs per enqueue-rate measurement")
     args = p.parse_args(argv)
     print(f"schema: {Path(worker.__file__).resolve().parent.parent / 'sql'}", flush=True)
@@ -109,20 +138,26 @@ def main(argv: list[str] | None = None) -> int:
         pm = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
         url = cluster.url()
         enq, drain, rate, rates = [], [], [], {"enqueue_many": [], "plain_insert": []}  # type: ignore[var-annotated]
+        clean: list[float] = []
         for r in range(args.rounds):
-            enq.append(asyncio.run(_enqueue_round(url, pm, args.jobs, args.batch)) / args.jobs * 1e6)
-            cpu, per_s = asyncio.run(_drain_round(url, pm, args.jobs, args.batch, args.concurrency))
+            enq.append(asyncio.run(_enqueue_round(url, pm, args.jobs, args.batch, args.finished)) / args.jobs * 1e6)
+            cpu, per_s, cleanup = asyncio.run(
+                _drain_round(url, pm, args.jobs, args.batch, args.concurrency, args.finished))
             drain.append(cpu / args.jobs * 1e6)
             rate.append(per_s)
+            if cleanup is not None:
+                clean.append(cleanup * 1e6)
             for name in rates:
                 run = asyncio.run(enqueue.enqueue_once(url, name, args.enqueue_jobs, args.batch))
                 rates[name].append(run["per_s"])
+            cleaned = f", cleanup {clean[-1]:.1f} us/job" if clean else ""
             print(f"round {r + 1}: enqueue {enq[-1]:.1f} us/job, drain {drain[-1]:.1f} us/job "
-                  f"({per_s:,.0f} jobs/s), enqueue_many {rates['enqueue_many'][-1]:,.0f}/s, "
+                  f"({per_s:,.0f} jobs/s){cleaned}, enqueue_many {rates['enqueue_many'][-1]:,.0f}/s, "
                   f"plain_insert {rates['plain_insert'][-1]:,.0f}/s", flush=True)
     med = statistics.median
+    cleaned = f", cleanup {med(clean):.1f} us" if clean else ""
     print(f"median: PostgreSQL CPU per job: enqueue {med(enq):.1f} us, drain {med(drain):.1f} us "
-          f"(drain {med(rate):,.0f} jobs/s); enqueue_many {med(rates['enqueue_many']):,.0f}/s, "
+          f"(drain {med(rate):,.0f} jobs/s){cleaned}; enqueue_many {med(rates['enqueue_many']):,.0f}/s, "
           f"plain_insert {med(rates['plain_insert']):,.0f}/s")
     return 0
 

@@ -1,0 +1,64 @@
+"""Job ids ordered by time (migration 015): version-7 UUIDs whose first 48 bits are the inserting transaction's
+start in Unix milliseconds, random below that; ids stored before the migration stay as they were."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from worker import db, queue
+from worker.migrate import migrate
+from worker.queue import NewJob
+from worker.sql import migration_files
+
+
+def _millis(job_id: uuid.UUID) -> int:
+    return job_id.int >> 80
+
+
+async def test_every_way_of_enqueuing_gives_a_version_7_id_carrying_the_jobs_created_at_in_milliseconds(
+    conn: asyncpg.Connection,
+) -> None:
+    one = await queue.enqueue(conn, NewJob("noop"))
+    many = await queue.enqueue_many(conn, [NewJob("noop"), NewJob("noop", dedupe_key="k")])
+    by_sql = await conn.fetchval("INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id")
+    ids = [one.id, *many, by_sql]
+    rows = await conn.fetch(
+        "SELECT id, floor(date_part('epoch', created_at) * 1000)::bigint AS ms FROM job_queue WHERE id = ANY ($1)", ids)
+    assert len(rows) == 4
+    for row in rows:
+        assert row["id"].version == 7 and row["id"].variant == uuid.RFC_4122
+        assert _millis(row["id"]) == row["ms"]
+
+
+async def test_jobs_enqueued_in_later_milliseconds_sort_after_earlier_ones_by_id(conn: asyncpg.Connection) -> None:
+    made = []
+    for _ in range(8):
+        made.append(await queue.enqueue(conn, NewJob("noop")))
+        await asyncio.sleep(0.003)
+    in_id_order = [r["id"] for r in await conn.fetch("SELECT id FROM job_queue ORDER BY id")]
+    assert in_id_order == [j.id for j in made]
+
+
+async def test_the_ids_of_one_batch_share_its_millisecond_and_differ_in_their_random_bits(
+    conn: asyncpg.Connection,
+) -> None:
+    ids = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(5000)])
+    assert len(set(ids)) == 5000
+    assert len({_millis(i) for i in ids}) == 1  # one statement, one transaction start
+    assert len({i.int & ((1 << 62) - 1) for i in ids}) == 5000
+
+
+async def test_ids_stored_before_migration_015_are_kept_and_later_jobs_get_time_ordered_ones(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with db.connection(empty_database_url) as conn:
+        monkeypatch.setattr("worker.migrate.migration_files", lambda: tuple(m for m in migration_files() if m[0] < 15))
+        await migrate(conn)
+        old = await conn.fetchval("INSERT INTO job_queue (task_type) VALUES ('noop') RETURNING id")
+        assert old.version == 4
+        monkeypatch.undo()
+        assert await migrate(conn) == [v for v, _, _ in migration_files() if v >= 15]
+        assert await conn.fetchval("SELECT id FROM job_queue") == old
+        assert (await queue.enqueue(conn, NewJob("noop"))).id.version == 7

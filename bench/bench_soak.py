@@ -5,8 +5,10 @@ rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the longest clea
 the cleanup jobs that finished in the interval the longest run time, the jobs they deleted and their number (a
 run is a chain of short pieces, worker/builtin/cleanup.py), the
 `cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget), and the
-share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, and the
-machine's 1-minute load average (other processes' load shows there: the VM may be shared).
+share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, the
+machine's 1-minute load average (other processes' load shows there: the VM may be shared), and who used the CPU
+(PostgreSQL, the producer's backend, the daemon, this process; the machine's busy and stolen shares), which the
+drain prints for its own span too.
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.procs import REPO_ROOT, clean_env
+from bench.procs import REPO_ROOT, clean_env, cluster_cpu_s
 from worker import db, queue
 from worker.cli.pgcluster import Cluster, throwaway_cluster
 from worker.migrate import migrate
@@ -133,12 +136,21 @@ class Daemon:
                 self.proc.wait()
 
 
-async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int) -> float:
-    """Start the daemon on `jobs` pending jobs; jobs per second from the first start to the last finish."""
+async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int, meter: CpuMeter | None = None) -> float:
+    """Start the daemon on `jobs` pending jobs; jobs per second from the first start to the last finish. With
+    `meter`, prints who used the CPU from the first poll that saw a job started to the last one."""
     daemon.start()
+    measuring = False
     while int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status IN ('pending', 'running')")):
+        if meter is not None and not measuring and await conn.fetchval(_ANY_STARTED):
+            meter.take(None)  # the daemon's start-up is not the drain's
+            measuring = True
         daemon.keep_alive()
         await asyncio.sleep(0.2)
+    if meter is not None:
+        split = _cores(meter.take(daemon.proc)) if measuring else "not measured (no poll saw it under way)"
+        print(f"during the drain, cores: PostgreSQL (producer's backend) | daemon | bench | machine busy (stolen): "
+              f"{split}")
     daemon.stop()
     span = await conn.fetchval(
         "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM job_queue WHERE status = 'succeeded'"
@@ -146,12 +158,16 @@ async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int) -> float:
     return jobs / max(float(span or 0), 1e-6)
 
 
+_ANY_STARTED = "SELECT EXISTS (SELECT FROM job_queue WHERE status <> 'pending')"
+
+
 async def _reset(conn: asyncpg.Connection) -> None:
     await conn.execute("TRUNCATE job_queue, job_runs")
 
 
-async def _produce(url: str, rate: float, stop: asyncio.Event) -> None:
+async def _produce(url: str, rate: float, stop: asyncio.Event, meter: CpuMeter) -> None:
     conn = await db.connect(url)
+    meter.producer_backend = conn.get_server_pid()
     try:
         started, made = time.monotonic(), 0
         while not stop.is_set():
@@ -177,6 +193,49 @@ def _cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _machine_s() -> tuple[float, float, float]:
+    """(busy, stolen, all) CPU seconds of every CPU since boot, from /proc/stat's first line."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK, (
+        user + nice + system + idle + iowait + irq + softirq + steal) / _TICK
+
+
+class CpuMeter:
+    """Who used the CPU between two takes, in cores: PostgreSQL (every process of the cluster, exited backends
+    included), of which the producer's backend; the daemon; this process (the producer and the reports); and the
+    machine's busy and stolen (by the hypervisor) shares of all its CPUs."""
+
+    def __init__(self, postmaster: int) -> None:
+        self.postmaster = postmaster
+        self.producer_backend: int | None = None
+        self._daemon: tuple[int, float] | None = None  # (pid, CPU seconds at the last take)
+        self._last = self._read()
+
+    def _read(self) -> dict[str, float]:
+        busy, stolen, every = _machine_s()
+        return {"t": time.monotonic(), "busy": busy, "stolen": stolen, "every": every,
+                "pg": cluster_cpu_s(self.postmaster), "bench": time.process_time(),
+                "producer_pg": (_cpu_s(self.producer_backend) or 0.0) if self.producer_backend else 0.0}
+
+    def take(self, daemon: subprocess.Popen[bytes] | None) -> dict[str, float]:
+        now = self._read()
+        wall = now["t"] - self._last["t"]
+        cores = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "bench")}
+        all_cpus = now["every"] - self._last["every"]
+        cores["busy"] = (now["busy"] - self._last["busy"]) / all_cpus if all_cpus else 0.0
+        cores["stolen"] = (now["stolen"] - self._last["stolen"]) / all_cpus if all_cpus else 0.0
+        cores["daemon"] = 0.0
+        if daemon is not None:
+            used = _cpu_s(daemon.pid)
+            if used is not None:  # a restarted daemon: all it used since it started
+                before = self._daemon[1] if self._daemon and self._daemon[0] == daemon.pid else 0.0
+                cores["daemon"] = (used - before) / wall
+                self._daemon = (daemon.pid, used)
+        self._last = now
+        return cores
 
 
 class Sampler:
@@ -207,11 +266,18 @@ class Sampler:
         return share, cpu
 
 
+def _cores(cpu: dict[str, float]) -> str:
+    return (f"{cpu['pg']:.2f} ({cpu['producer_pg']:.2f}) | {cpu['daemon']:.2f} | {cpu['bench']:.2f} "
+            f"| {cpu['busy']:.0%} ({cpu['stolen']:.0%})")
+
+
 def _mb(n: Any) -> str:
     return f"{int(n or 0) / 2**20:.0f}"
 
 
-async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: argparse.Namespace) -> None:
+async def _soak(
+    url: str, workdir: Path, share: float, drain_rate: float, args: argparse.Namespace, postmaster: int
+) -> None:
     rate = share * drain_rate
     if args.rate:
         print(f"\n## soak at a fixed rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
@@ -219,8 +285,9 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
         print(f"\n## soak at {share:.0%} of the drain rate: {rate:,.0f} jobs/s offered, {args.minutes:g} min")
     print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
           "| restarts | lease_lost | cleanup delay (s) | cleanup took (s) | cleaned jobs "
-          "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m "
+          "| cores: PostgreSQL (producer's backend) | daemon | bench | machine busy (stolen) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     conn = await db.connect(url)
     extra = {} if args.cleanup_duty_cycle_percent is None else {
         "WORKER_CLEANUP_DUTY_CYCLE_PERCENT": str(args.cleanup_duty_cycle_percent)}
@@ -228,8 +295,9 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     sampler = Sampler()
+    meter = CpuMeter(postmaster)
     daemon.start()
-    producer = asyncio.create_task(_produce(url, rate, stop))
+    producer = asyncio.create_task(_produce(url, rate, stop, meter))
     started = time.monotonic()
     end = started + args.minutes * 60
     try:
@@ -242,6 +310,7 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
             if time.monotonic() >= next_report:
                 r = await conn.fetchrow(_REPORT, float(args.interval))
                 active, vacuum_s = sampler.take()
+                cpu = meter.take(daemon.proc)
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
                 took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
                 cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
@@ -251,7 +320,7 @@ async def _soak(url: str, workdir: Path, share: float, drain_rate: float, args: 
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
                       f"| {int(r['cleanup_jobs'])} "
                       f"| {daemon.count('cleanup.behind')} | {active:.0%} | {vacuum_s:.1f} "
-                      f"| {os.getloadavg()[0]:.1f} |",
+                      f"| {os.getloadavg()[0]:.1f} | {_cores(cpu)} |",
                       flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)
@@ -291,25 +360,30 @@ async def main(args: argparse.Namespace) -> None:
     with throwaway_cluster() as cluster:
         _allow_password(cluster)
         url = await _prepare(cluster)
+        postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
         print(f"# soak bench: throwaway cluster with stock settings on port {cluster.port}, "
               f"PostgreSQL {await _version(url)}, one `worker run` with default settings, noop jobs")
         if args.burst:
             await _burst(url, workdir, args)
             return
         if args.rate:  # a fixed offered rate: no drain measurement, one soak
-            await _soak(url, workdir, 1.0, args.rate, args)
+            await _soak(url, workdir, 1.0, args.rate, args, postmaster)
             return
         conn = await db.connect(url)
+        rates = []
         try:
-            await conn.execute(_PENDING, args.drain_jobs)
-            (workdir / "drain").mkdir(exist_ok=True)
-            drain_rate = await _drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs)
-            await _reset(conn)
+            for _ in range(args.drain_runs):
+                await conn.execute(_PENDING, args.drain_jobs)
+                rates.append(await _drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs,
+                                          CpuMeter(postmaster)))
+                await _reset(conn)
         finally:
             await conn.close()
-        print(f"drain rate ({args.drain_jobs:,} jobs, empty table): {drain_rate:,.0f} jobs/s")
+        drain_rate = statistics.median(rates)
+        print(f"drain rate ({args.drain_jobs:,} jobs, empty table): {drain_rate:,.0f} jobs/s, the median of "
+              f"{', '.join(f'{r:,.0f}' for r in rates)}")
         for share in args.shares:
-            await _soak(url, workdir, share, drain_rate, args)
+            await _soak(url, workdir, share, drain_rate, args, postmaster)
 
 
 async def _version(url: str) -> str:
@@ -329,7 +403,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cleanup-duty-cycle-percent", type=float, default=None,
                    help="WORKER_CLEANUP_DUTY_CYCLE_PERCENT for the soak's daemon (default: the setting's default)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
-    p.add_argument("--drain-jobs", type=int, default=50_000, help="jobs drained to measure the drain rate")
+    p.add_argument("--drain-jobs", type=int, default=100_000, help="jobs drained to measure the drain rate")
+    p.add_argument("--drain-runs", type=int, default=3, help="drains measured; the drain rate is their median")
     p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")
     p.add_argument("--burst-jobs", type=int, default=100_000)
     p.add_argument("--burst-finished", type=int, default=1_000_000)
@@ -343,7 +418,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
-    for name in ("drain_jobs", "burst_jobs", "burst_finished"):
+    for name in ("drain_jobs", "drain_runs", "burst_jobs", "burst_finished"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args

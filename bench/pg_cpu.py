@@ -25,34 +25,11 @@ import worker
 from bench import enqueue, sys_worker
 from bench.bench_soak import _FINISHED
 from bench.measure import fresh_database
+from bench.procs import cluster_cpu_s
 from worker import db, operations
 from worker.cli.pgcluster import throwaway_cluster
 
-__all__ = ["cluster_cpu_s", "main"]
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2:].split()  # fields from the 3rd (state) on
-
-
-def cluster_cpu_s(postmaster: int) -> float:
-    """CPU seconds of the postmaster, its live children and its reaped children."""
-    f = _stat(postmaster)
-    ticks = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            c = _stat(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-        if int(c[1]) == postmaster:
-            ticks += int(c[11]) + int(c[12])
-    return ticks / _TICK
-
+__all__ = ["main"]
 
 async def _settled_cpu_s(postmaster: int) -> float:
     """cluster_cpu_s once the backends of closed connections have exited and been reaped (until then the CPU

@@ -19,7 +19,7 @@ except ImportError:  # the `bench` extra is not installed: read /proc (Linux) in
 from bench import latency
 from bench.systems import System, adapter
 
-__all__ = ["WorkerProcess", "clean_env"]
+__all__ = ["WorkerProcess", "clean_env", "cluster_cpu_s"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DROP_PREFIXES = ("WORKER_", "BENCH_", "PGQUEUER_", "PROCRASTINATE_")
@@ -31,6 +31,30 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES) and k not in _DROP}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()  # fields from the 3rd (state) on
+
+
+def cluster_cpu_s(postmaster: int) -> float:
+    """CPU seconds of the postmaster, its live children and its reaped children."""
+    f = _stat(postmaster)
+    ticks = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            c = _stat(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        if int(c[1]) == postmaster:
+            ticks += int(c[11]) + int(c[12])
+    return ticks / _CLK_TCK
 
 
 class _ProcStat:

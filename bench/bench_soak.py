@@ -143,7 +143,7 @@ async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int, meter: Cpu
     measuring = False
     while int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status IN ('pending', 'running')")):
         if meter is not None and not measuring and await conn.fetchval(_ANY_STARTED):
-            meter.take(None)  # the daemon's start-up is not the drain's
+            meter.take(daemon.proc)  # the daemon's start-up is not the drain's: its CPU so far is the baseline
             measuring = True
         daemon.keep_alive()
         await asyncio.sleep(0.2)

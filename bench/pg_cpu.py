@@ -31,6 +31,7 @@ from worker.cli.pgcluster import throwaway_cluster
 
 __all__ = ["main"]
 
+
 async def _settled_cpu_s(postmaster: int) -> float:
     """cluster_cpu_s once the backends of closed connections have exited and been reaped (until then the CPU
     of an exiting backend is in neither count)."""

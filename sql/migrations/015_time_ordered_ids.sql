@@ -3,7 +3,7 @@
 -- A random id (version 4) put each new job, and each of its row versions (claim, finish: never HOT updates), at a
 -- random place of job_queue_pkey and job_runs_job_idx; and the claim takes jobs of one batch (one run_at) in id
 -- order, so a claim of a random-id batch read its rows from all over the heap. Time-ordered ids keep the hot end
--- of both indexes and the claimed rows of a batch together (docs/performance.md, "Time-ordered ids").
+-- of both indexes and the claimed rows of a batch together (docs/maintenance.md, "Index entries per job").
 -- Ids already stored stay as they are: nothing orders by id across batches, and no id changes.
 -- PostgreSQL 15 has no uuidv7(); this is the same layout built from gen_random_uuid(): its bytes 1-6 replaced by
 -- the time, its version nibble (0100) turned into 0111 by setting bits 52 and 53 (set_bit counts from the low bit

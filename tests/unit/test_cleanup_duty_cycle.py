@@ -253,3 +253,22 @@ async def test_once_a_due_job_has_waited_past_the_threshold_the_duty_cycles_paus
 ) -> None:
     following = await _next_piece(_keeping_up, yield_after_s)
     assert following.run_at == NOW + timedelta(seconds=0.03 + 0.09)  # its time, then 3 x its time at 25 %
+
+
+async def test_at_a_full_duty_cycle_the_next_piece_is_due_at_once_and_the_queue_is_not_probed() -> None:
+    clock = FakeClock()
+    conn = FakeConn(clock, batches=[10] * 100, took_s=[0.01] * 100)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=100.0, cleanup_batch_size=10)
+    probes: list[None] = []
+    enqueued: list[NewJob] = []
+
+    async def waited() -> float:
+        probes.append(None)
+        return 60.0
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=waited)
+    [following] = enqueued
+    assert following.run_at is None and probes == []

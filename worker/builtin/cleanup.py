@@ -96,10 +96,13 @@ async def cleanup_run(
     )
     if not result.finished and result.next_key is not None:
         # The duty cycle yields the CPU to the queue while it is behind; while it keeps up cleanup runs on, so
-        # that a run deletes what a busy queue produces (tests/unit/test_cleanup_duty_cycle.py).
-        wait_s = await (waited_s() if waited_s is not None else oldest_due_wait_s(ctx.pool))
-        behind = wait_s is not None and wait_s > settings.cleanup_yield_after_s
-        pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent) if behind else 0.0
+        # that a run deletes what a busy queue produces (tests/unit/test_cleanup_duty_cycle.py). No pause to
+        # skip (a 100 % duty cycle): no probe.
+        pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent)
+        if pause_s > 0:
+            wait_s = await (waited_s() if waited_s is not None else oldest_due_wait_s(ctx.pool))
+            if wait_s is None or wait_s <= settings.cleanup_yield_after_s:
+                pause_s = 0.0
         due = now + timedelta(seconds=clock() - began + pause_s)
         deleted = payload.deleted_before + result.jobs
         if until is not None and due >= until:

@@ -7,8 +7,9 @@ run is a chain of short pieces, worker/builtin/cleanup.py), the
 `cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget), and the
 share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, the
 machine's 1-minute load average (other processes' load shows there: the VM may be shared), and who used the CPU
-(PostgreSQL, the producer's backend, the daemon, this process; the machine's busy and stolen shares), which the
-drain prints for its own span too.
+(PostgreSQL, the producer's and the monitor's backends, the daemon, this process; the machine's busy and stolen
+shares), which the drain prints for its own span too, and what one walk of the claim index's head for 1,000 jobs
+reads and takes.
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints
@@ -61,14 +62,35 @@ SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_a
        pg_total_relation_size('job_queue') AS queue_bytes, pg_total_relation_size('job_runs') AS runs_bytes,
        (SELECT sum(n_dead_tup) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS dead,
        (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
-       (SELECT max(extract(epoch FROM started_at - greatest(created_at, run_at))) FROM job_queue
-        WHERE task_type = 'cleanup' AND started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
-       (SELECT count(*) FROM job_queue
-        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_jobs,
-       (SELECT max(extract(epoch FROM finished_at - started_at)) FROM job_queue
-        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleanup_s,
-       (SELECT sum((result->>'jobs')::bigint) FROM job_queue
-        WHERE task_type = 'cleanup' AND finished_at > now() - make_interval(secs => $1)) AS cleaned"""
+       c.*
+FROM (
+    -- One scan of job_queue for the cleanup jobs (no index serves task_type): a scan per figure, JIT-compiled,
+    -- cost this connection about 3 s of CPU per report at 30,000 jobs/s.
+    SELECT max(extract(epoch FROM started_at - greatest(created_at, run_at)))
+               FILTER (WHERE started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
+           count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS cleanup_jobs,
+           max(extract(epoch FROM finished_at - started_at))
+               FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS cleanup_s,
+           sum((result->>'jobs')::bigint) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS cleaned
+    FROM job_queue WHERE task_type = 'cleanup'
+) AS c"""
+
+
+# The claim index's head as a claim of 1,000 jobs walks it (job_queue_pick's walk, without its locks): between
+# two vacuums of job_queue the entries of the jobs claimed since the last one stay in the index, and every claim
+# steps over their pages (docs/maintenance.md, "The head of the claim index between vacuums").
+_WALK = """
+EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+SELECT id FROM job_queue WHERE status = 'pending' AND run_at <= now() ORDER BY priority DESC, run_at, id LIMIT 1000"""
+
+
+async def _claim_walk(conn: asyncpg.Connection) -> str:
+    """Buffers and milliseconds of one walk of the claim index's head for 1,000 due jobs."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL enable_sort = off")  # as job_queue_pick
+        plan = (await conn.fetchval(_WALK))[0]  # worker.db's connections decode json
+    top = plan["Plan"]
+    return f"{top['Shared Hit Blocks'] + top['Shared Read Blocks']:,} / {plan['Execution Time']:.1f}"
 
 
 def _allow_password(cluster: Cluster) -> None:
@@ -149,8 +171,8 @@ async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int, meter: Cpu
         await asyncio.sleep(0.2)
     if meter is not None:
         split = _cores(meter.take(daemon.proc)) if measuring else "not measured (no poll saw it under way)"
-        print(f"during the drain, cores: PostgreSQL (producer's backend) | daemon | bench | machine busy (stolen): "
-              f"{split}")
+        print("during the drain, cores: PostgreSQL (producer's backend, monitor's) | daemon | bench "
+              f"| machine busy (stolen): {split}")
     daemon.stop()
     span = await conn.fetchval(
         "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM job_queue WHERE status = 'succeeded'"
@@ -205,12 +227,14 @@ def _machine_s() -> tuple[float, float, float]:
 
 class CpuMeter:
     """Who used the CPU between two takes, in cores: PostgreSQL (every process of the cluster, exited backends
-    included), of which the producer's backend; the daemon; this process (the producer and the reports); and the
-    machine's busy and stolen (by the hypervisor) shares of all its CPUs."""
+    included), of which the producer's backend and the monitor's (the report and the samples); the daemon; this
+    process (the producer and the reports); and the machine's busy and stolen (by the hypervisor) shares of all
+    its CPUs."""
 
     def __init__(self, postmaster: int) -> None:
         self.postmaster = postmaster
         self.producer_backend: int | None = None
+        self.monitor_backend: int | None = None  # the backend of this bench's report and samples
         self._daemon: tuple[int, float] | None = None  # (pid, CPU seconds at the last take)
         self._last = self._read()
 
@@ -218,12 +242,13 @@ class CpuMeter:
         busy, stolen, every = _machine_s()
         return {"t": time.monotonic(), "busy": busy, "stolen": stolen, "every": every,
                 "pg": cluster_cpu_s(self.postmaster), "bench": time.process_time(),
-                "producer_pg": (_cpu_s(self.producer_backend) or 0.0) if self.producer_backend else 0.0}
+                "producer_pg": (_cpu_s(self.producer_backend) or 0.0) if self.producer_backend else 0.0,
+                "monitor_pg": (_cpu_s(self.monitor_backend) or 0.0) if self.monitor_backend else 0.0}
 
     def take(self, daemon: subprocess.Popen[bytes] | None) -> dict[str, float]:
         now = self._read()
         wall = now["t"] - self._last["t"]
-        cores = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "bench")}
+        cores = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "monitor_pg", "bench")}
         all_cpus = now["every"] - self._last["every"]
         cores["busy"] = (now["busy"] - self._last["busy"]) / all_cpus if all_cpus else 0.0
         cores["stolen"] = (now["stolen"] - self._last["stolen"]) / all_cpus if all_cpus else 0.0
@@ -267,7 +292,8 @@ class Sampler:
 
 
 def _cores(cpu: dict[str, float]) -> str:
-    return (f"{cpu['pg']:.2f} ({cpu['producer_pg']:.2f}) | {cpu['daemon']:.2f} | {cpu['bench']:.2f} "
+    return (f"{cpu['pg']:.2f} ({cpu['producer_pg']:.2f}, {cpu['monitor_pg']:.2f}) | {cpu['daemon']:.2f} "
+            f"| {cpu['bench']:.2f} "
             f"| {cpu['busy']:.0%} ({cpu['stolen']:.0%})")
 
 
@@ -286,9 +312,13 @@ async def _soak(
     print("| t (s) | done/s | backlog | oldest due (s) | job_queue MB | job_runs MB | dead rows | autovacuums "
           "| restarts | lease_lost | cleanup delay (s) | cleanup took (s) | cleaned jobs "
           "| cleanup jobs | cleanup.behind | cleanup active | autovacuum CPU s | load 1m "
-          "| cores: PostgreSQL (producer's backend) | daemon | bench | machine busy (stolen) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    conn = await db.connect(url)
+          "| cores: PostgreSQL (producer's backend, monitor's) | daemon | bench | machine busy (stolen) "
+          "| claim walk (buffers / ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    conn = await db.connect(url, app="bench-monitor")
+    # No JIT for the monitor: its report is costed high on large tables, and compiling it took more CPU than
+    # running it.
+    await conn.execute("SET jit = off")
     extra = {} if args.cleanup_duty_cycle_percent is None else {
         "WORKER_CLEANUP_DUTY_CYCLE_PERCENT": str(args.cleanup_duty_cycle_percent)}
     daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True, extra_env=extra)
@@ -296,6 +326,7 @@ async def _soak(
     stop = asyncio.Event()
     sampler = Sampler()
     meter = CpuMeter(postmaster)
+    meter.monitor_backend = conn.get_server_pid()
     daemon.start()
     producer = asyncio.create_task(_produce(url, rate, stop, meter))
     started = time.monotonic()
@@ -309,6 +340,7 @@ async def _soak(
             await sampler.sample(conn)
             if time.monotonic() >= next_report:
                 r = await conn.fetchrow(_REPORT, float(args.interval))
+                walk = await _claim_walk(conn)
                 active, vacuum_s = sampler.take()
                 cpu = meter.take(daemon.proc)
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
@@ -320,7 +352,7 @@ async def _soak(
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
                       f"| {int(r['cleanup_jobs'])} "
                       f"| {daemon.count('cleanup.behind')} | {active:.0%} | {vacuum_s:.1f} "
-                      f"| {os.getloadavg()[0]:.1f} | {_cores(cpu)} |",
+                      f"| {os.getloadavg()[0]:.1f} | {_cores(cpu)} | {walk} |",
                       flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)

@@ -74,7 +74,7 @@ def test_bench_soak_runs_a_short_soak_and_a_small_burst_and_prints_their_tables(
     assert "drain rate (500 jobs, empty table)" in soak.stdout and "the median of" in soak.stdout
     assert soak.stdout.count("during the drain, cores: PostgreSQL") == 2
     rows = [line for line in soak.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert rows and all(len(r.split("|")) == 24 for r in rows)  # the 22 columns bench/README.md lists
+    assert rows and all(len(r.split("|")) == 25 for r in rows)  # the 23 columns bench/README.md lists
     burst = subprocess.run(
         [sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-jobs", "300", "--burst-finished", "2000",
          "--workdir", str(tmp_path / "burst")],

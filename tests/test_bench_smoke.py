@@ -114,3 +114,20 @@ def test_bench_password_server_admits_its_role_only_with_the_password() -> None:
     with password_server() as url:
         assert urlsplit(url).password
         asyncio.run(check(url))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_claim_walk_prints_a_line_per_way_and_round() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_") and k != "DATABASE_URL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.claim_walk", "--pending", "3000", "--claimed", "1000", "--batch", "50",
+         "--claims", "5", "--rounds", "1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("round ")]
+    assert [line.split(":")[0] for line in lines] == ["round 1, from the head", "round 1, from the key"]
+    bad = subprocess.run([sys.executable, "-m", "bench.claim_walk", "--pending", "10", "--claimed", "100"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--pending must cover" in bad.stderr

@@ -119,7 +119,7 @@ async def test_lease_recovery_reads_the_expired_leases_only_through_the_running_
     conn: asyncpg.Connection, statistics: str
 ) -> None:
     await _load(conn, statistics)
-    plan = await _plan(conn, queries("queue")["recover_and_claim"], ["noop"], 0, "w2", 30.0, 100)
+    plan = await _plan(conn, queries("queue")["recover_and_claim"], ["noop"], 0, "w2", 30.0, None, 100)
     expired = [n for n in nodes(plan) if n.get("Subplan Name") == "CTE expired"]
     assert expired, plan
     scans = _job_queue_scans(expired[0])

@@ -383,7 +383,7 @@ async def test_a_large_claim_reads_the_rows_it_claims_not_the_whole_table(
     # job_queue: every claim of a busy worker read every row (finished ones included) to update a few hundred.
     await queue.enqueue_many(conn, [NewJob("noop") for _ in range(20_000)])
     await conn.execute("ANALYZE job_queue")
-    args: tuple[Any, ...] = (["noop"], 800, "w1", 30.0) + ((10,) if statement == "recover_and_claim" else ())
+    args: tuple[Any, ...] = (["noop"], 800, "w1", 30.0, None) + ((10,) if statement == "recover_and_claim" else ())
     plan = await _explain_analyze(conn, queries("queue")[statement], *args)
     scans = _scans(plan)
     assert ("ModifyTable", "job_queue") in scans

@@ -139,23 +139,28 @@ async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID
 
 
 async def claim(
-    conn: Executor, *, worker_id: str, task_types: Sequence[str], limit: int, lease_s: float
+    conn: Executor, *, worker_id: str, task_types: Sequence[str], limit: int, lease_s: float,
+    walk_from: uuid.UUID | None = None,
 ) -> list[Job]:
+    """Claim up to `limit` due jobs in claim order. `walk_from`: a job this worker's last claim took, the first of
+    its lowest priority, to walk the claim index from (worker/runtime/walk.py); None walks it whole."""
     if limit <= 0 or not task_types:
         return []
     with translate():
-        rows = await conn.fetch(_Q["claim"], list(task_types), limit, worker_id, float(lease_s))
+        rows = await conn.fetch(_Q["claim"], list(task_types), limit, worker_id, float(lease_s), walk_from)
     return _claimed_jobs(rows)
 
 
 async def recover_and_claim(
     conn: Executor, *, worker_id: str, task_types: Sequence[str], limit: int, lease_s: float,
-    recover_limit: int = 500,
+    recover_limit: int = 500, walk_from: uuid.UUID | None = None,
 ) -> tuple[list[Job], list[dict[str, Any]]]:
-    """One statement: recover expired leases and claim up to `limit` jobs. Returns (claimed, recovered)."""
+    """One statement: recover expired leases and claim up to `limit` jobs (`walk_from` as in claim). Returns
+    (claimed, recovered)."""
     with translate():
         rows = await conn.fetch(
-            _Q["recover_and_claim"], list(task_types), max(limit, 0), worker_id, float(lease_s), recover_limit
+            _Q["recover_and_claim"], list(task_types), max(limit, 0), worker_id, float(lease_s), walk_from,
+            recover_limit,
         )
     claimed = _claimed_jobs(r for r in rows if r["kind"] == "claimed")
     recovered = [

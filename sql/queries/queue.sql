@@ -46,16 +46,17 @@ WITH ins AS (
 SELECT array_agg(id) FROM ins;
 
 -- name: claim
--- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds.
+-- $1 task types this worker handles, $2 how many, $3 worker id, $4 lease seconds, $5 the job to walk the claim
+-- index from (null: from its head; migration 016).
 -- The claimed jobs' start (now(): the same for every row) comes as Unix epoch seconds, which the client turns
 -- into one datetime per claim instead of decoding a timestamp per row (exact to the microsecond either way).
 -- date_part, not extract: extract computes a numeric, a few times the server's work per row.
--- The pick is job_queue_pick (migration 008): paused task types skipped, the due pending jobs walked in
+-- The pick is job_queue_pick (migrations 008, 016): paused task types skipped, the due pending jobs walked in
 -- job_queue_claim_idx's order and locked, under a plan that cannot sort every due job whatever the statistics
 -- say (tests/test_claim_plan.py). The same `picked` CTE as recover_and_claim's (test_claim_plan guards it).
 WITH picked AS (
     SELECT p.id
-    FROM job_queue_pick($1::text[], $2::int) AS p (id)
+    FROM job_queue_pick($1::text[], $2::int, $5::uuid) AS p (id)
     -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
     -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
     WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -79,13 +80,14 @@ ORDER BY priority DESC, run_at, id;
 -- The poll's one statement: recover expired leases (as recover_expired) and claim (as claim). Recovered jobs
 -- turn pending and NOTIFY; they are claimed by the next fetch. Rows: kind = 'claimed' | 'recovered'.
 -- Paused task types are skipped as in claim.
--- $1 task types, $2 how many, $3 worker id, $4 lease seconds, $5 recovery limit.
+-- $1 task types, $2 how many, $3 worker id, $4 lease seconds, $5 the job to walk from (as claim), $6 recovery
+-- limit.
 WITH expired AS (
     SELECT id, locked_by, started_at
     FROM job_queue
     WHERE status = 'running' AND locked_until < now()
     ORDER BY locked_until
-    LIMIT $5
+    LIMIT $6
     FOR UPDATE SKIP LOCKED
 ),
 recovered AS (
@@ -110,7 +112,7 @@ ledger AS (
 ),
 picked AS (
     SELECT p.id
-    FROM job_queue_pick($1::text[], $2::int) AS p (id)
+    FROM job_queue_pick($1::text[], $2::int, $5::uuid) AS p (id)
     -- The claim's commit need not be durable (evaluated once, as an InitPlan): a claim lost in a server
     -- crash leaves the job pending, and at-least-once delivery runs it again. Saves a WAL flush per claim.
     WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'

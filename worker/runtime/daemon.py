@@ -38,6 +38,7 @@ from worker.runtime.leases import LeaseKeeper, RunningJob, report_recovered
 from worker.runtime.listener import Listener
 from worker.runtime.stopping import write_back
 from worker.runtime.wakeup import Wakeup
+from worker.runtime.walk import WalkFrom
 from worker.settings import Settings
 from worker.tasks import Registry, job_context
 
@@ -106,6 +107,7 @@ class Daemon:
         """When the claim under way started (None: the fetch loop is not in a claim)."""
         self._claims_failing_since: float | None = None
         """When the first of the claims failing since the last one that succeeded started."""
+        self._walk = WalkFrom()
         # Short jobs free their slots in bunches: a claim waits up to this long for half the slots to be free (a
         # whole batch while claiming ahead), so that one statement fills several (a round trip per job is what
         # limits throughput).
@@ -292,17 +294,19 @@ class Daemon:
         out of code comments")."""
         recovered: list[dict[str, Any]] = []
         sent = time.monotonic()  # the leases run from the statement, not from its answer: the fence clock too
+        walk_from = self._walk.next(sent)
         async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
             if recover:
                 jobs, recovered = await queue.recover_and_claim(
                     conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                    lease_s=self.settings.lease_s,
+                    lease_s=self.settings.lease_s, walk_from=walk_from,
                 )
             else:
                 jobs = await queue.claim(
                     conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                    lease_s=self.settings.lease_s,
+                    lease_s=self.settings.lease_s, walk_from=walk_from,
                 )
+            self._walk.claimed(jobs, free, walk_from, sent)
             if jobs:
                 self._claimed(jobs, sent)
         if recover:

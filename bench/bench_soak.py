@@ -64,8 +64,8 @@ SELECT (SELECT count(*) FROM job_runs WHERE outcome = 'succeeded' AND finished_a
        (SELECT sum(autovacuum_count) FROM pg_stat_user_tables WHERE relname IN ('job_queue', 'job_runs')) AS av,
        c.*
 FROM (
-    -- One scan of job_queue for the cleanup jobs (no index serves task_type): a scan per figure, JIT-compiled,
-    -- cost this connection about 3 s of CPU per report at 30,000 jobs/s.
+    -- One scan of job_queue for the cleanup jobs (no index serves task_type), not a scan per figure
+    -- (docs/performance.md, "Issue 25, fifth round").
     SELECT max(extract(epoch FROM started_at - greatest(created_at, run_at)))
                FILTER (WHERE started_at > now() - make_interval(secs => $1)) AS cleanup_delay_s,
            count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1)) AS cleanup_jobs,

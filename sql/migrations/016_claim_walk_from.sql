@@ -149,7 +149,7 @@ COMMENT ON FUNCTION job_queue_pick_limited(text[], integer, text[], integer, tim
 -- Sorts stay disabled: each range is an ordered scan of job_queue_claim_idx stopped by the LIMIT
 -- (tests/test_claim_plan.py). Both picks plan their queries once per connection (generic plans: the ranges'
 -- bounds are parameters, and any bounds get the same ordered scan) and never JIT-compile them (a plan with a
--- disabled sort is costed at 10^10, far over jit_above_cost: it cost a 30 ms compile per claim).
+-- disabled sort is costed far over jit_above_cost, and a compile per claim costs more than the claim).
 CREATE FUNCTION job_queue_pick(task_types text[], n integer, walk_from uuid DEFAULT NULL) RETURNS SETOF uuid
 LANGUAGE plpgsql VOLATILE
 SET enable_sort = off

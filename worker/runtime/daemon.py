@@ -295,17 +295,13 @@ class Daemon:
         recovered: list[dict[str, Any]] = []
         sent = time.monotonic()  # the leases run from the statement, not from its answer: the fence clock too
         walk_from = self._walk.next(sent)
+        how: dict[str, Any] = {"worker_id": self.worker_id, "task_types": self.task_types, "limit": free,
+                               "lease_s": self.settings.lease_s, "walk_from": walk_from}
         async with db.bounded(self.pool, self.settings.db_call_timeout_s) as conn:
             if recover:
-                jobs, recovered = await queue.recover_and_claim(
-                    conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                    lease_s=self.settings.lease_s, walk_from=walk_from,
-                )
+                jobs, recovered = await queue.recover_and_claim(conn, **how)
             else:
-                jobs = await queue.claim(
-                    conn, worker_id=self.worker_id, task_types=self.task_types, limit=free,
-                    lease_s=self.settings.lease_s, walk_from=walk_from,
-                )
+                jobs = await queue.claim(conn, **how)
             self._walk.claimed(jobs, free, walk_from, sent)
             if jobs:
                 self._claimed(jobs, sent)

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from tests.support.daemon import make_settings
 from worker import operations
 from worker.builtin import default_registry
-from worker.builtin.cleanup import CleanupPayload, cleanup_budget_s, cleanup_run
+from worker.builtin.cleanup import CleanupPayload, DueWaitProbe, cleanup_budget_s, cleanup_run
 from worker.errors import InvalidInput
 from worker.queue import Job, NewJob
 from worker.schedules import schedules_of
@@ -272,3 +272,56 @@ async def test_at_a_full_duty_cycle_the_next_piece_is_due_at_once_and_the_queue_
     await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue, waited_s=waited)
     [following] = enqueued
     assert following.run_at is None and probes == []
+
+
+class ProbedConn(FakeConn):
+    """FakeConn that also answers the oldest due job's wait (oldest_due_wait), counting the readings."""
+
+    def __init__(self, clock: FakeClock, wait_s: float) -> None:
+        super().__init__(clock, batches=[10] * 100, took_s=[0.01] * 100)
+        self.wait_s, self.probes = wait_s, 0
+
+    async def fetchval(self, _sql: str, *args: Any) -> float:
+        self.probes += 1
+        return self.wait_s
+
+
+async def test_the_pieces_of_one_daemon_read_the_oldest_due_jobs_wait_at_most_once_a_second() -> None:
+    clock = FakeClock()
+    conn = ProbedConn(clock, wait_s=60.0)
+    ctx = _ctx(conn, claim_ahead_below_ms=50.0, cleanup_duty_cycle_percent=25.0, cleanup_batch_size=10)
+    enqueued: list[NewJob] = []
+
+    async def enqueue(job: NewJob) -> None:
+        enqueued.append(job)
+
+    for _ in range(5):  # 30 ms each: all within a second of the first reading
+        await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert conn.probes == 1
+    assert all(j.run_at == NOW + timedelta(seconds=0.03 + 0.09) for j in enqueued)  # each one paused: behind
+    conn.wait_s = 0.2  # the queue caught up; the next reading, a second after the first, sees it
+    clock.now += 1.0
+    await cleanup_run(CleanupPayload(), ctx, now=NOW, clock=clock, enqueue=enqueue)
+    assert conn.probes == 2 and enqueued[-1].run_at is None
+
+
+async def test_the_probe_returns_its_last_reading_until_it_is_max_age_old() -> None:
+    clock = FakeClock()
+    readings = iter([3.0, None, 7.0])
+    calls: list[float] = []
+
+    async def read() -> float | None:
+        calls.append(clock.now)
+        return next(readings)
+
+    probe = DueWaitProbe(max_age_s=1.0, clock=clock)
+    assert await probe(read) == 3.0
+    clock.now += 0.999
+    assert await probe(read) == 3.0
+    clock.now += 0.001
+    assert await probe(read) is None  # nothing due: also a reading, kept as long
+    clock.now += 0.5
+    assert await probe(read) is None
+    clock.now += 0.5
+    assert await probe(read) == 7.0
+    assert calls == [1000.0, 1001.0, 1002.0]

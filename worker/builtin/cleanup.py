@@ -24,9 +24,31 @@ from worker.queue import NewJob
 from worker.schedules import schedules_of
 from worker.tasks import MAINTENANCE_PRIORITY, Registry, Task, TaskContext
 
-__all__ = ["CleanupPayload", "cleanup_budget_s", "cleanup_run", "cleanup_task", "run_cleanup"]
+__all__ = ["CleanupPayload", "DueWaitProbe", "cleanup_budget_s", "cleanup_run", "cleanup_task", "run_cleanup"]
 
 log = structlog.get_logger("worker.cleanup")
+
+PROBE_MAX_AGE_S = 1.0
+
+
+class DueWaitProbe:
+    """How long the oldest due job has waited, read from the database at most once per `max_age_s` and the
+    last reading returned in between (tests/unit/test_cleanup_duty_cycle.py). Under a backlog a run's pieces
+    follow each other several times a second, and each reading walks the head of job_queue_claim_idx, which
+    until the next vacuum holds an entry for every job claimed since the last one: read per piece, the probe
+    cost more than the piece's own delete. One per daemon, kept in the tasks' shared resources."""
+
+    def __init__(self, max_age_s: float = PROBE_MAX_AGE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s, self.clock = max_age_s, clock
+        self._read_at: float | None = None
+        self._wait_s: float | None = None
+
+    async def __call__(self, read: Callable[[], Awaitable[float | None]]) -> float | None:
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.max_age_s:
+            self._wait_s = await read()
+            self._read_at = now
+        return self._wait_s
 
 
 class CleanupPayload(BaseModel):
@@ -100,7 +122,11 @@ async def cleanup_run(
         # skip (a 100 % duty cycle): no probe.
         pause_s = duty_cycle_pause(result.busy_s, settings.cleanup_duty_cycle_percent)
         if pause_s > 0:
-            wait_s = await (waited_s() if waited_s is not None else oldest_due_wait_s(ctx.pool))
+            if waited_s is None:
+                probe: DueWaitProbe = ctx.resources.setdefault("cleanup_due_wait_probe", DueWaitProbe(clock=clock))
+                wait_s = await probe(lambda: oldest_due_wait_s(ctx.pool))
+            else:
+                wait_s = await waited_s()
             if wait_s is None or wait_s <= settings.cleanup_yield_after_s:
                 pause_s = 0.0
         due = now + timedelta(seconds=clock() - began + pause_s)

@@ -13,7 +13,8 @@ against the bound requests / R, and the requests per second over time.
 Claim cost (`--claim-cost`): the same claims of 110 jobs from a backlog of noop jobs (each batch marked finished
 after its claim, outside the timing, so that running jobs stay few as in a drain), timed from the client, with
 no limit on the database, with a limit on a claimable type that has no job waiting (game_platform_sync by
-default), and with 50 jobs of that type waiting behind its full slot at the head of the queue.
+default), the same with 1,000 jobs of another type running (a daemon claiming ahead holds that many), and with
+50 jobs of the limited type waiting behind its full slot at the head of the queue.
 PostgreSQL: WORKER_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres.
 """
 
@@ -187,10 +188,14 @@ async def _claim_cost(claims: int) -> None:
                            "VALUES ('game_platform_sync', 1, 'coachId')")
         await timed("game_platform_sync limited, none waiting")
         await conn.execute("INSERT INTO job_queue (task_type, status, attempts, locked_by, locked_until, started_at)"
+                           " SELECT 'busy', 'running', 1, 'x', now() + interval '1 hour', now()"
+                           " FROM generate_series(1, 1000)")
+        await timed("game_platform_sync limited, none waiting, 1,000 other jobs running")
+        await conn.execute("INSERT INTO job_queue (task_type, status, attempts, locked_by, locked_until, started_at)"
                            " VALUES ('game_platform_sync', 'running', 1, 'x', now() + interval '1 hour', now())")
         await conn.execute("INSERT INTO job_queue (task_type, priority) SELECT 'game_platform_sync', 10"
                            " FROM generate_series(1, 50)")
-        await timed("50 game_platform_sync waiting at the head, slot full")
+        await timed("50 game_platform_sync waiting at the head, slot full, 1,000 other jobs running")
     finally:
         await conn.close()
         await _drop_db(name)

@@ -76,6 +76,45 @@ async def test_a_per_key_limit_holds_per_payload_value_and_jobs_without_the_fiel
     assert await queue.claim(conn, worker_id="w", task_types=["sync"], limit=10, lease_s=30) == []
 
 
+async def _running_jobs_read(conn: asyncpg.Connection) -> int:
+    """Scans of job_queue that could count its running jobs (job_queue_running_idx, or the whole table) so far,
+    this connection's statements included."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    n: int = await conn.fetchval(
+        "SELECT (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'job_queue_running_idx')"
+        " + (SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'job_queue')")
+    return n
+
+
+async def test_a_claim_whose_walk_meets_no_limited_job_does_not_count_the_running_jobs(
+    conn: asyncpg.Connection,
+) -> None:
+    await _limit(conn, "lim", 1)
+    await conn.execute(_JOBS, "noop", "{}", 0, 3000)
+    assert len(await queue.claim(conn, worker_id="w", task_types=["lim", "noop"], limit=1000, lease_s=30)) == 1000
+    await conn.execute("ANALYZE job_queue")  # the claim's update finds its rows by key, not by a scan
+    before = await _running_jobs_read(conn)
+    assert len(await queue.claim(conn, worker_id="w", task_types=["lim", "noop"], limit=50, lease_s=30)) == 50
+    assert await _running_jobs_read(conn) == before
+    await conn.execute(_JOBS, "lim", "{}", 10, 2)  # met first: the claim counts, under the limit's lock
+    jobs = await queue.claim(conn, worker_id="w", task_types=["lim", "noop"], limit=10, lease_s=30)
+    assert sorted(j.task_type for j in jobs) == ["lim"] + ["noop"] * 9
+    assert await _running_jobs_read(conn) > before
+
+
+async def test_a_slot_the_claim_fills_passes_its_other_jobs_over_and_the_claim_still_takes_all_it_asked(
+    conn: asyncpg.Connection,
+) -> None:
+    await _limit(conn, "sync", 1, "coachId")
+    await conn.execute(_JOBS, "sync", '{"coachId": "a"}', 10, 20)  # walked first
+    await conn.execute(_JOBS, "sync", '{"coachId": "b"}', 5, 3)
+    await conn.execute(_JOBS, "noop", "{}", 0, 30)
+    jobs = await queue.claim(conn, worker_id="w", task_types=["sync", "noop"], limit=12, lease_s=30)
+    assert [j.payload.get("coachId", j.task_type) for j in jobs] == ["a", "b"] + ["noop"] * 10
+    jobs = await queue.claim(conn, worker_id="w", task_types=["sync", "noop"], limit=12, lease_s=30)
+    assert [j.task_type for j in jobs] == ["noop"] * 12  # both slots full: counted, then passed over
+
+
 async def test_a_limited_job_waits_pending_and_is_claimed_once_the_running_one_finishes(
     conn: asyncpg.Connection,
 ) -> None:

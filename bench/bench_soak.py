@@ -18,6 +18,7 @@ both drain rates. Figures only: a benchmark never fails on speed.
     python -m bench.bench_soak --minutes 10 --shares 0.5,0.8
     python -m bench.bench_soak --minutes 6 --rate 5857     # a fixed offered rate: before/after comparisons
     python -m bench.bench_soak --burst
+    python -m bench.bench_soak --minutes 4 --rate 28000 --statements   # where the server's time goes
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from typing import Any
 
 import asyncpg
 
-from bench.procs import REPO_ROOT, clean_env, cluster_cpu_s
+from bench import pg_statements
+from bench.procs import REPO_ROOT, clean_env
+from bench.soak_meters import CpuMeter, Sampler, cores
 from worker import db, queue
 from worker.cli.pgcluster import Cluster, throwaway_cluster
 from worker.migrate import migrate
@@ -169,7 +172,7 @@ async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int, meter: Cpu
         daemon.keep_alive()
         await asyncio.sleep(0.2)
     if meter is not None:
-        split = _cores(meter.take(daemon.proc)) if measuring else "not measured (no poll saw it under way)"
+        split = cores(meter.take(daemon.proc)) if measuring else "not measured (no poll saw it under way)"
         print("during the drain, cores: PostgreSQL (producer's backend, monitor's) | daemon | bench "
               f"| machine busy (stolen): {split}")
     daemon.stop()
@@ -199,101 +202,6 @@ async def _produce(url: str, rate: float, stop: asyncio.Event, meter: CpuMeter) 
             await asyncio.sleep(0.05)
     finally:
         await conn.close()
-
-
-_SAMPLE = """
-SELECT count(*) FILTER (WHERE state = 'active' AND query LIKE '%doomed AS%' AND pid <> pg_backend_pid()) AS cleaning,
-       array_agg(pid) FILTER (WHERE backend_type = 'autovacuum worker') AS vacuums
-FROM pg_stat_activity"""
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _machine_s() -> tuple[float, float, float]:
-    """(busy, stolen, all) CPU seconds of every CPU since boot, from /proc/stat's first line."""
-    user, nice, system, idle, iowait, irq, softirq, steal = (
-        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
-    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK, (
-        user + nice + system + idle + iowait + irq + softirq + steal) / _TICK
-
-
-class CpuMeter:
-    """Who used the CPU between two takes, in cores: PostgreSQL (every process of the cluster, exited backends
-    included), of which the producer's backend and the monitor's (the report and the samples); the daemon; this
-    process (the producer and the reports); and the machine's busy and stolen (by the hypervisor) shares of all
-    its CPUs."""
-
-    def __init__(self, postmaster: int) -> None:
-        self.postmaster = postmaster
-        self.producer_backend: int | None = None
-        self.monitor_backend: int | None = None  # the backend of this bench's report and samples
-        self._daemon: tuple[int, float] | None = None  # (pid, CPU seconds at the last take)
-        self._last = self._read()
-
-    def _read(self) -> dict[str, float]:
-        busy, stolen, every = _machine_s()
-        return {"t": time.monotonic(), "busy": busy, "stolen": stolen, "every": every,
-                "pg": cluster_cpu_s(self.postmaster), "bench": time.process_time(),
-                "producer_pg": (_cpu_s(self.producer_backend) or 0.0) if self.producer_backend else 0.0,
-                "monitor_pg": (_cpu_s(self.monitor_backend) or 0.0) if self.monitor_backend else 0.0}
-
-    def take(self, daemon: subprocess.Popen[bytes] | None) -> dict[str, float]:
-        now = self._read()
-        wall = now["t"] - self._last["t"]
-        cores = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "monitor_pg", "bench")}
-        all_cpus = now["every"] - self._last["every"]
-        cores["busy"] = (now["busy"] - self._last["busy"]) / all_cpus if all_cpus else 0.0
-        cores["stolen"] = (now["stolen"] - self._last["stolen"]) / all_cpus if all_cpus else 0.0
-        cores["daemon"] = 0.0
-        if daemon is not None:
-            used = _cpu_s(daemon.pid)
-            if used is not None:  # a restarted daemon: all it used since it started
-                before = self._daemon[1] if self._daemon and self._daemon[0] == daemon.pid else 0.0
-                cores["daemon"] = (used - before) / wall
-                self._daemon = (daemon.pid, used)
-        self._last = now
-        return cores
-
-
-class Sampler:
-    """Sampled every half second: whether a cleanup statement is running (its share of the samples shows the
-    duty cycle in place), and the CPU the autovacuum workers used (read from /proc while each is seen, so a
-    lower bound)."""
-
-    def __init__(self) -> None:
-        self.samples = self.cleaning = 0
-        self.vacuum_cpu_s = 0.0
-        self._seen: dict[int, float] = {}
-
-    async def sample(self, conn: asyncpg.Connection) -> None:
-        row = await conn.fetchrow(_SAMPLE)
-        self.samples += 1
-        self.cleaning += int(row["cleaning"] > 0)
-        for pid in row["vacuums"] or []:
-            now = _cpu_s(pid)
-            if now is None:
-                continue
-            self.vacuum_cpu_s += now - self._seen.get(pid, 0.0)  # first seen: all it used so far
-            self._seen[pid] = now
-
-    def take(self) -> tuple[float, float]:
-        """(share of samples with cleanup running, autovacuum CPU seconds) since the last take."""
-        share = self.cleaning / self.samples if self.samples else 0.0
-        cpu, self.samples, self.cleaning, self.vacuum_cpu_s = self.vacuum_cpu_s, 0, 0, 0.0
-        return share, cpu
-
-
-def _cores(cpu: dict[str, float]) -> str:
-    return (f"{cpu['pg']:.2f} ({cpu['producer_pg']:.2f}, {cpu['monitor_pg']:.2f}) | {cpu['daemon']:.2f} "
-            f"| {cpu['bench']:.2f} "
-            f"| {cpu['busy']:.0%} ({cpu['stolen']:.0%})")
 
 
 def _mb(n: Any) -> str:
@@ -326,6 +234,8 @@ async def _soak(
     sampler = Sampler()
     meter = CpuMeter(postmaster)
     meter.monitor_backend = conn.get_server_pid()
+    if args.statements:
+        await pg_statements.enable(conn)
     # Jobs done: ledger rows written, read from job_runs' identity sequence between two reports. Counting the
     # succeeded rows of the interval read every one of them, about a second of the monitor's CPU per report.
     ledger_rows = int(await conn.fetchval("SELECT last_value FROM job_runs_id_seq"))
@@ -355,7 +265,7 @@ async def _soak(
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
                       f"| {int(r['cleanup_jobs'])} "
                       f"| {daemon.count('cleanup.behind')} | {active:.0%} | {vacuum_s:.1f} "
-                      f"| {os.getloadavg()[0]:.1f} | {_cores(cpu)} | {walk} |",
+                      f"| {os.getloadavg()[0]:.1f} | {cores(cpu)} | {walk} |",
                       flush=True)
                 next_report += args.interval
             await asyncio.sleep(0.5)
@@ -363,6 +273,8 @@ async def _soak(
         stop.set()
         await asyncio.gather(producer, return_exceptions=True)
         daemon.stop()
+        if args.statements:
+            print(f"\nstatements of this soak (pg_stat_statements):\n{await pg_statements.report(conn)}", flush=True)
         await _reset(conn)
         await conn.close()
 
@@ -392,11 +304,12 @@ async def _burst(url: str, workdir: Path, args: argparse.Namespace) -> None:
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    with throwaway_cluster() as cluster:
+    with throwaway_cluster(pg_statements.SETTINGS if args.statements else None) as cluster:
         _allow_password(cluster)
         url = await _prepare(cluster)
         postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
-        print(f"# soak bench: throwaway cluster with stock settings on port {cluster.port}, "
+        settings = "stock settings and pg_stat_statements preloaded" if args.statements else "stock settings"
+        print(f"# soak bench: throwaway cluster with {settings} on port {cluster.port}, "
               f"PostgreSQL {await _version(url)}, one `worker run` with default settings, noop jobs")
         if args.burst:
             await _burst(url, workdir, args)
@@ -435,6 +348,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shares", default="0.5,0.8", help="offered rates as shares of the drain rate")
     p.add_argument("--rate", type=float, default=None,
                    help="offer this many jobs/s instead of shares of a measured drain rate (one soak)")
+    p.add_argument("--statements", action="store_true",
+                   help="preload pg_stat_statements (not a stock setting) and print each soak's top statements")
     p.add_argument("--cleanup-duty-cycle-percent", type=float, default=None,
                    help="WORKER_CLEANUP_DUTY_CYCLE_PERCENT for the soak's daemon (default: the setting's default)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")

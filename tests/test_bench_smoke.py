@@ -67,14 +67,19 @@ def test_bench_soak_runs_a_short_soak_and_a_small_burst_and_prints_their_tables(
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_") and k != "DATABASE_URL"}
     soak = subprocess.run(
         [sys.executable, "-m", "bench.bench_soak", "--minutes", "0.1", "--interval", "2", "--shares", "0.5",
-         "--drain-jobs", "500", "--drain-runs", "2", "--workdir", str(tmp_path / "soak")],
+         "--drain-jobs", "500", "--drain-runs", "2", "--workdir", str(tmp_path / "soak"), "--statements"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
+    assert "with stock settings and pg_stat_statements preloaded" in soak.stdout
     assert "drain rate (500 jobs, empty table)" in soak.stdout and "the median of" in soak.stdout
     assert soak.stdout.count("during the drain, cores: PostgreSQL") == 2
-    rows = [line for line in soak.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    report, statements = soak.stdout.split("statements of this soak (pg_stat_statements):")
+    rows = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows and all(len(r.split("|")) == 25 for r in rows)  # the 23 columns bench/README.md lists
+    top = [line.split("|") for line in statements.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert top and all(len(r) == 8 for r in top)
+    assert any("task types this worker handles" in r[6] for r in top)  # the claim (queue.sql's comment)
     burst = subprocess.run(
         [sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-jobs", "300", "--burst-finished", "2000",
          "--workdir", str(tmp_path / "burst")],

@@ -60,19 +60,19 @@ class CpuMeter:
     def take(self, daemon: subprocess.Popen[bytes] | None) -> dict[str, float]:
         now = self._read()
         wall = now["t"] - self._last["t"]
-        cores = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "monitor_pg", "bench")}
+        split = {k: (now[k] - self._last[k]) / wall for k in ("pg", "producer_pg", "monitor_pg", "bench")}
         all_cpus = now["every"] - self._last["every"]
-        cores["busy"] = (now["busy"] - self._last["busy"]) / all_cpus if all_cpus else 0.0
-        cores["stolen"] = (now["stolen"] - self._last["stolen"]) / all_cpus if all_cpus else 0.0
-        cores["daemon"] = 0.0
+        split["busy"] = (now["busy"] - self._last["busy"]) / all_cpus if all_cpus else 0.0
+        split["stolen"] = (now["stolen"] - self._last["stolen"]) / all_cpus if all_cpus else 0.0
+        split["daemon"] = 0.0
         if daemon is not None:
             used = _cpu_s(daemon.pid)
             if used is not None:  # a restarted daemon: all it used since it started
                 before = self._daemon[1] if self._daemon and self._daemon[0] == daemon.pid else 0.0
-                cores["daemon"] = (used - before) / wall
+                split["daemon"] = (used - before) / wall
                 self._daemon = (daemon.pid, used)
         self._last = now
-        return cores
+        return split
 
 
 class Sampler:
@@ -104,6 +104,7 @@ class Sampler:
 
 
 def cores(cpu: dict[str, float]) -> str:
+    """A CpuMeter take as the report's cells: PostgreSQL (producer's, monitor's) | daemon | bench | busy (stolen)."""
     return (f"{cpu['pg']:.2f} ({cpu['producer_pg']:.2f}, {cpu['monitor_pg']:.2f}) | {cpu['daemon']:.2f} "
             f"| {cpu['bench']:.2f} "
             f"| {cpu['busy']:.0%} ({cpu['stolen']:.0%})")

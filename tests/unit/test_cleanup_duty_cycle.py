@@ -316,9 +316,9 @@ async def test_the_probe_returns_its_last_reading_until_it_is_max_age_old() -> N
 
     probe = DueWaitProbe(max_age_s=1.0, clock=clock)
     assert await probe(read) == 3.0
-    clock.now += 0.999
+    clock.now += 0.75  # (times in binary fractions: the sums are exact)
     assert await probe(read) == 3.0
-    clock.now += 0.001
+    clock.now += 0.25
     assert await probe(read) is None  # nothing due: also a reading, kept as long
     clock.now += 0.5
     assert await probe(read) is None

@@ -84,6 +84,8 @@ async def test_due_jobs_no_live_worker_handles_are_flagged_by_the_api_metrics_an
     await _orphan_job(conn)
     await _add_node(conn, "gone", seen_s_ago=100.0, task_types=[ORPHAN])  # gone: does not count
     async with admin_daemon(database_url) as (_, client):
+        # The daemon registers in its node loop, which may beat after the HTTP port is up: wait for its row.
+        await wait_for(lambda: _has(conn, "test-worker"))
         r = await client.get("/admin/api/workers", headers=BEARER)
         assert r.status_code == 200
         body = r.json()

@@ -7,8 +7,10 @@
 -- counts under them, as 016 did; the full slots follow from that count, and the slots this claim's own takes
 -- fill are added as they fill. A job of a slot found full then ends a walk that started before the count: the
 -- walk starts again with the full slots filtered out, so their waiting rows are passed over unlocked as
--- before (at most one job of a full slot locked and dropped per claim for that). A claim whose walk meets no
--- limited job counts nothing (tests/test_limits.py).
+-- before. For that, at most one job of a full slot is dropped per claim; the rows the ended walk had already
+-- fetched ahead (PL/pgSQL fetches a loop's rows in batches) stay locked by the claim until it commits, as the
+-- rows past a claim's last take always did. A claim whose walk meets no limited job counts nothing
+-- (tests/test_limits.py).
 CREATE OR REPLACE FUNCTION job_queue_pick_limited(
     task_types text[], n integer, limited text[], from_priority integer, from_run_at timestamptz, from_id uuid
 ) RETURNS SETOF uuid

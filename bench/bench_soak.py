@@ -47,9 +47,9 @@ USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"
 
 _FINISHED = """
 WITH jobs AS (
-    INSERT INTO job_queue (task_type, status, attempts, run_at, created_at, started_at, finished_at)
-    SELECT 'noop', 'succeeded', 1, now() - interval '2 hours', now() - interval '2 hours',
-           now() - interval '2 hours', now() - interval '2 hours' + g * interval '1 us'
+    INSERT INTO job_queue (id, task_type, status, attempts, run_at, created_at, started_at, finished_at)
+    SELECT job_queue_uuidv7_at(now() - interval '2 hours'), 'noop', 'succeeded', 1, now() - interval '2 hours',
+           now() - interval '2 hours', now() - interval '2 hours', now() - interval '2 hours' + g * interval '1 us'
     FROM generate_series(1, $1) AS g
     RETURNING id, started_at, finished_at
 )

@@ -1,9 +1,9 @@
-"""PostgreSQL backend CPU of one full cleanup run, batch by batch: main's `cleanup_batch` (every batch from the
-old end of job_queue_created_idx) against this tree's (after the previous batch's key, bounded by the shorter
-retention). Each run gets a fresh scratch database on the given server with `--expired` expired succeeded jobs
-(with their ledger rows), half as many within retention, and optionally `--kept` failed jobs within their longer
-retention at the old end; the database is dropped at the end. The server must be on this machine (the
-backend's CPU is read from /proc). Figures only.
+"""PostgreSQL backend CPU of one full cleanup run, batch by batch, with this tree's `cleanup_batch`: every batch
+from the lowest id (`from-start`) against each after the previous batch's last id (`keyed`, what
+`worker.operations.cleanup` does). Each run gets a fresh scratch database on the given server with `--expired`
+expired succeeded jobs (with their ledger rows), half as many within retention, and optionally `--kept` failed
+jobs within their longer retention at the low end of the ids; the database is dropped at the end. The server
+must be on this machine (the backend's CPU is read from /proc). Figures only.
 
     python -m bench.cleanup_cost postgresql://postgres@127.0.0.1:5432/postgres
 """
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -22,25 +20,18 @@ from pathlib import Path
 import asyncpg
 
 from bench.bench_soak import _FINISHED
-from bench.procs import REPO_ROOT
 from worker import db
 from worker.migrate import migrate
 from worker.sql import queries
 
 DBNAME = "cleanup_cost_bench"
-_KEPT = """INSERT INTO job_queue (task_type, status, attempts, created_at, started_at, finished_at)
-SELECT 'noop', 'failed', 1, now() - interval '3 hours', now() - interval '3 hours', now() - interval '3 hours'
+_KEPT = """INSERT INTO job_queue (id, task_type, status, attempts, created_at, started_at, finished_at)
+SELECT job_queue_uuidv7_at(now() - interval '3 hours'), 'noop', 'failed', 1,
+       now() - interval '3 hours', now() - interval '3 hours', now() - interval '3 hours'
 FROM generate_series(1, $1)"""
 _YOUNG = """INSERT INTO job_queue (task_type, status, attempts, created_at, started_at, finished_at)
 SELECT 'noop', 'succeeded', 1, now(), now(), now() FROM generate_series(1, $1)"""
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _main_query() -> str:
-    text = subprocess.run(["git", "-C", str(REPO_ROOT), "show", "main:sql/queries/operator.sql"],
-                          capture_output=True, text=True, check=True).stdout
-    block = text[text.index("-- name: cleanup_batch"):text.index("-- name: schedule_claim_slot")]
-    return "\n".join(line for line in block.splitlines() if not line.startswith("-- name"))
 
 
 def _cpu_s(pid: int) -> float:
@@ -64,15 +55,13 @@ async def _run(server: str, query: str, variant: str, expired: int, kept: int, b
         await conn.execute("VACUUM ANALYZE job_queue")
         await conn.execute("VACUUM ANALYZE job_runs")
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-        key = (datetime.datetime.min.replace(tzinfo=datetime.UTC), uuid.UUID(int=0))
+        key = uuid.UUID(int=0)
         cpu0, t0 = _cpu_s(pid), time.monotonic()
         jobs = batches = 0
         while True:  # succeeded: 1 hour, failed: 10 days
-            if variant == "main":
-                row = await conn.fetchrow(query, 3600.0, 864000.0, batch)
-            else:
-                row = await conn.fetchrow(query, 3600.0, 864000.0, batch, *key)
-                key = (row["last_created_at"], row["last_id"])
+            row = await conn.fetchrow(query, 3600.0, 864000.0, batch, key)
+            if variant == "keyed":
+                key = row["last_id"]
             batches += 1
             jobs += int(row["jobs"])
             if int(row["jobs"]) < batch:
@@ -85,13 +74,13 @@ async def _run(server: str, query: str, variant: str, expired: int, kept: int, b
 
 
 async def main(args: argparse.Namespace) -> None:
-    queries_by_variant = {"main": _main_query(), "branch": queries("operator")["cleanup_batch"]}
-    print("| query | expired | kept at the old end | deleted | batches | backend CPU s | wall s | CPU us/job |")
+    query = queries("operator")["cleanup_batch"]
+    print("| walk | expired | kept at the old end | deleted | batches | backend CPU s | wall s | CPU us/job |")
     print("|---|---|---|---|---|---|---|---|")
     try:
         for kept in (0, args.kept):
             for _ in range(args.runs):
-                for variant, query in queries_by_variant.items():
+                for variant in ("from-start", "keyed"):
                     await _run(args.server, query, variant, args.expired, kept, args.batch)
     finally:
         admin = await asyncpg.connect(args.server)

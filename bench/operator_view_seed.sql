@@ -1,8 +1,9 @@
 -- Seeds a migrated scratch database for docs/performance.md ("The operator's view"): 100,000 jobs (2,000 due
--- pending, the rest finished) over four task types and 1,000,000 ledger rows spread over the last 7 days.
+-- pending, the rest finished) over four task types, each id carrying its created_at as an enqueue's does, and
+-- 1,000,000 ledger rows spread over the last 7 days.
 -- psql -v ON_ERROR_STOP=1 -d SCRATCH -f bench/operator_view_seed.sql
 INSERT INTO job_queue (id, task_type, status, run_at, attempts, created_at, started_at, finished_at)
-SELECT gen_random_uuid(), (ARRAY['noop', 'game_platform_sync', 'cleanup', 'email'])[1 + i % 4],
+SELECT job_queue_uuidv7_at(now() - make_interval(secs => i * 6)), (ARRAY['noop', 'game_platform_sync', 'cleanup', 'email'])[1 + i % 4],
        CASE WHEN i <= 2000 THEN 'pending' ELSE 'succeeded' END,
        now() - make_interval(secs => i * 6), CASE WHEN i <= 2000 THEN 0 ELSE 1 END,
        now() - make_interval(secs => i * 6), now() - make_interval(secs => i * 6),

@@ -1,5 +1,6 @@
-"""Retention cleanup's batches walk job_queue_created_idx from the old end with a key (sql/queries/operator.sql
-`cleanup_batch`): every expired job is deleted whatever it shares its place with, and nothing else is; the
+"""Retention cleanup's batches walk job_queue_pkey from the lowest id with a key, the last id of the batch before
+(sql/queries/operator.sql `cleanup_batch`; migration 018): every expired job is deleted whatever it shares its
+place with and whatever its id, and nothing else is; the
 `cleanup` task does it in a chain of short pieces (worker/builtin/cleanup.py)."""
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ async def test_small_batches_delete_every_expired_job_between_the_kept_ones(conn
 
 
 async def test_jobs_created_in_one_statement_are_all_deleted_across_batches(conn: asyncpg.Connection) -> None:
-    # One INSERT: every row has the same created_at, so only the id orders them within the key.
+    # One INSERT: every row has the same created_at and its id the same millisecond: only their random bits order
+    # them within the key.
     await conn.execute("""
         WITH jobs AS (
             INSERT INTO job_queue (task_type, status, attempts, created_at, started_at, finished_at)
@@ -50,6 +52,36 @@ async def test_jobs_created_in_one_statement_are_all_deleted_across_batches(conn
     result = await operations.cleanup(conn, **RETENTION, batch_size=4)
     assert (result.jobs, result.runs, result.batches) == (25, 25, 7)
     assert await _ids(conn) == {young}
+
+
+async def test_jobs_with_random_ids_are_deleted_wherever_their_ids_sort(conn: asyncpg.Connection) -> None:
+    # ids stored before migration 015 are random: they sort anywhere among the time-ordered ones
+    random_ids = [row["id"] for row in await conn.fetch("""
+        INSERT INTO job_queue (id, task_type, status, attempts, created_at, finished_at)
+        SELECT gen_random_uuid(), 'noop', 'succeeded', 1, now() - interval '20 days', now() - interval '20 days'
+        FROM generate_series(1, 40) RETURNING id""")]
+    timed = [await make_job(conn, status="succeeded", age_s=20 * DAY) for _ in range(5)]
+    kept = [await make_job(conn, status="succeeded", age_s=DAY) for _ in range(3)]
+    result = await operations.cleanup(conn, **RETENTION, batch_size=3)
+    assert result.jobs == 45 and result.finished
+    assert await _ids(conn) == set(kept) and not await _ids(conn) & {*random_ids, *timed}
+
+
+async def test_a_batch_walks_the_primary_key_whatever_the_statistics_say(conn: asyncpg.Connection) -> None:
+    # statistics taken while the queue held pending jobs only: a plan trusting them would scan the whole table and
+    # sort every expired job for each batch
+    await conn.execute("INSERT INTO job_queue (task_type) SELECT 'noop' FROM generate_series(1, 5000)")
+    await conn.execute("ANALYZE job_queue")
+    await conn.execute("""
+        INSERT INTO job_queue (id, task_type, status, attempts, created_at, finished_at)
+        SELECT job_queue_uuidv7_at(now() - interval '20 days'), 'noop', 'succeeded', 1, now() - interval '20 days',
+               now() - interval '20 days' FROM generate_series(1, 30000)""")
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    scans = "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'job_queue'"
+    before = await conn.fetchval(scans)
+    result = await operations.cleanup(conn, **RETENTION, batch_size=1000, max_batches=3)
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    assert result.jobs == 3000 and await conn.fetchval(scans) == before
 
 
 async def test_a_job_created_long_ago_but_finished_within_retention_is_kept(conn: asyncpg.Connection) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "cleanup",
     "duty_cycle_pause",
     "list_jobs",
+    "list_page",
     "oldest_due_wait_s",
     "parse_duration",
     "parse_moment",
@@ -132,6 +133,28 @@ async def paused_task_types(conn: Executor) -> list[str]:
 
 
 # --- list / show ----------------------------------------------------------------------------------
+async def list_page(
+    conn: Executor,
+    *,
+    status: str | None = None,
+    task_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    error_pattern: str | None = None,
+    after: tuple[int, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of jobs, newest first by (created_at in milliseconds, id), each with its `listed_ms` (pass the
+    last row's `(listed_ms, id)` as `after` for the next page); `error_pattern` is an ILIKE pattern on
+    last_error. The arguments are the caller's to check."""
+    after_ms, after_id = after if after is not None else (None, None)
+    with translate():
+        rows = await conn.fetch(
+            _Q["list_jobs"], status, task_type, since, until, error_pattern, after_ms, after_id, limit
+        )
+    return [dict(r) for r in rows]
+
+
 async def list_jobs(
     conn: Executor,
     *,
@@ -147,13 +170,17 @@ async def list_jobs(
         queue.validate_task_type(task_type)
     if not 1 <= limit <= MAX_LIST:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST}")
+    key = None
     if after is not None:
         with translate():
-            if not await conn.fetchval(_Q["job_exists"], after):
-                raise JobNotFound(f"no job {after}")
-    with translate():
-        rows = await conn.fetch(_Q["list_jobs"], status, task_type, since, limit, after)
-    return [dict(r) for r in rows]
+            after_ms = await conn.fetchval(_Q["listed_ms"], after)
+        if after_ms is None:
+            raise JobNotFound(f"no job {after}")
+        key = (after_ms, after)
+    rows = await list_page(conn, status=status, task_type=task_type, since=since, after=key, limit=limit)
+    for row in rows:
+        del row["listed_ms"]
+    return rows
 
 
 async def show_job(conn: Executor, job_id: uuid.UUID) -> dict[str, Any]:
@@ -238,7 +265,7 @@ async def archive_filtered(
 
 
 # --- retention cleanup ----------------------------------------------------------------------------
-_FIRST_KEY = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))  # before any job's (created_at, id)
+_FIRST_KEY = uuid.UUID(int=0)  # below every id
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +280,7 @@ class CleanupResult:
     """Seconds spent in the batches' statements."""
     paused_s: float = field(default=0.0, compare=False)
     """Seconds paused between batches (the duty cycle)."""
-    next_key: tuple[datetime, uuid.UUID] | None = field(default=None, compare=False)
+    next_key: uuid.UUID | None = field(default=None, compare=False)
     """Where a run that did not finish would continue (`start_key`)."""
 
     def as_dict(self) -> dict[str, int]:
@@ -285,33 +312,33 @@ async def cleanup(
     duty_cycle_percent: float = 100.0,
     deadline: float | None = None,
     max_busy_s: float | None = None,
-    start_key: tuple[datetime, uuid.UUID] | None = None,
+    start_key: uuid.UUID | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> CleanupResult:
-    """Delete expired finished jobs and their ledger rows, oldest first, one bounded batch (one short
-    transaction) at a time, until none is left or `max_batches` were done.
+    """Delete expired finished jobs and their ledger rows in id order (the oldest first of the ids that carry
+    their time), one bounded batch (one short transaction) at a time, until none is left or `max_batches` were done.
 
     Duty cycle: after a batch that took t seconds it pauses t * (100 - p) / p, so the run's statements hold a
     database connection at most p % of the time and the queue it protects keeps the rest (p = 100: no pause).
     `deadline` (on `clock`): no batch starts, and no pause runs, past it; the result then says
-    `finished=False` (the next run continues from the oldest jobs left). `max_busy_s`: stop (`finished=False`)
+    `finished=False` (the next run starts from the lowest id again). `max_busy_s`: stop (`finished=False`)
     once the batches took that long, at least one batch done; `next_key` then says where to continue
-    (`start_key`: continue a run there instead of at the old end)."""
+    (`start_key`: continue a run after that id instead of at the lowest one)."""
     if batch_size < 1:
         raise InvalidInput("batch size must be at least 1")
     duty_cycle_pause(0.0, duty_cycle_percent)  # rejects a bad percentage before anything is deleted
     jobs = succeeded = runs = batches = 0
     busy = paused = 0.0
-    after_created, after_id = start_key or _FIRST_KEY
+    after_id = start_key or _FIRST_KEY
     while max_batches is None or batches < max_batches:
         if deadline is not None and clock() >= deadline:
-            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, after_id)
         began = clock()
         with translate():
             row = await conn.fetchrow(
                 _Q["cleanup_batch"], succeeded_older_than.total_seconds(), failed_older_than.total_seconds(),
-                batch_size, after_created, after_id,
+                batch_size, after_id,
             )
         took = clock() - began
         busy += took
@@ -321,13 +348,13 @@ async def cleanup(
         runs += int(row["runs"])
         if int(row["jobs"]) < batch_size:
             break
-        after_created, after_id = row["last_created_at"], row["last_id"]
+        after_id = row["last_id"]
         if max_busy_s is not None and busy >= max_busy_s:
-            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+            return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, after_id)
         pause = duty_cycle_pause(took, duty_cycle_percent)
         if pause > 0:
             if deadline is not None and clock() + pause >= deadline:
-                return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, (after_created, after_id))
+                return CleanupResult(jobs, succeeded, runs, batches, False, busy, paused, after_id)
             await sleep(pause)
             paused += pause
     return CleanupResult(jobs, succeeded, runs, batches, True, busy, paused)

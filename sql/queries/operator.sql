@@ -18,19 +18,17 @@ FROM gone;
 SELECT task_type, paused_at, paused_by, reason FROM job_queue_pause ORDER BY task_type;
 
 -- name: list_jobs
--- Keyset paging, newest first. $1 status, $2 task type, $3 created since, $4 limit, $5 continue after this id.
+-- Keyset paging, newest first by (created_at in milliseconds, id): migration 018's job_queue_list, which reads
+-- about a page of job_queue_pkey and of job_queue_untimed_created_idx at any depth. $1 status, $2 task type,
+-- $3 created at or after, $4 created before (both to the millisecond), $5 ILIKE pattern on last_error, $6/$7
+-- continue after this (created_at in milliseconds, id), $8 limit (tests/test_listing_order.py).
 SELECT id, task_type, status, priority, run_at, attempts, max_attempts, last_error, dedupe_key, locked_by,
-       created_at, finished_at
-FROM job_queue
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR task_type = $2)
-  AND ($3::timestamptz IS NULL OR created_at >= $3)
-  AND ($5::uuid IS NULL OR (created_at, id) < (SELECT a.created_at, a.id FROM job_queue AS a WHERE a.id = $5))
-ORDER BY created_at DESC, id DESC
-LIMIT $4;
+       created_at, finished_at, listed_ms
+FROM job_queue_list($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: job_exists
-SELECT EXISTS (SELECT 1 FROM job_queue WHERE id = $1);
+-- name: listed_ms
+-- Where a job stands in the listings' order: its created_at in milliseconds (NULL: no such job).
+SELECT job_queue_millis(created_at) FROM job_queue WHERE id = $1;
 
 -- name: retry_filtered
 -- Bulk replay: failed or cancelled jobs matching the filter back to pending now, at most $4 of them. A job
@@ -97,50 +95,37 @@ WHERE j.id = c.id
 RETURNING j.id, (SELECT count(*) FROM runs) AS runs;
 
 -- name: archive_candidates
--- Finished jobs matching a filter, oldest first, at most $4. $1 status (null = any finished), $2 task type,
--- $3 finished before.
+-- Finished jobs matching a filter, at most $4, in id order over job_queue_pkey: the oldest first of those
+-- whose id carries their time (migration 018). $1 status (null = any finished), $2 task type, $3 finished before.
 SELECT id FROM job_queue
 WHERE status IN ('succeeded', 'failed', 'cancelled')
   AND ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR task_type = $2)
   AND finished_at < $3
-ORDER BY created_at, id
+ORDER BY id
 LIMIT $4;
 
 -- name: cleanup_batch
--- Delete one bounded batch of expired finished jobs and their ledger rows, the oldest first. $1 succeeded
--- retention seconds, $2 failed/cancelled retention seconds, $3 batch size, ($4 created_at, $5 id) the key after
--- which this run's previous batch stopped (year 1 and the nil uuid for the first batch); returns that key
--- for the next batch (NULL when nothing was deleted).
--- The key is a condition of job_queue_created_idx's scan: it keeps each batch from re-reading the dead entries
--- of the run's earlier batches and the rows it kept (pending, or within the longer retention), so a run reads
--- the old end once, not once per batch (tests/test_cleanup.py). No bound on created_at: a job's finished_at
--- alone decides (a row may carry any created_at; tests/test_scheduler.py). FOR UPDATE SKIP LOCKED: a job an
--- operator retries meanwhile is not deleted, and two cleanups never wait for each other.
+-- Delete one bounded batch of expired finished jobs and their ledger rows, in id order. $1 succeeded retention
+-- seconds, $2 failed/cancelled retention seconds, $3 batch size, $4 the id after which this run's previous batch
+-- stopped (the nil uuid for the first batch); returns that id for the next batch (NULL when nothing was deleted).
+-- The batch is migration 018's job_queue_expired: a walk of job_queue_pkey from $4, the oldest first of the jobs
+-- whose id carries their time, the others wherever their ids sort; a run reads the index once, not once per
+-- batch (tests/test_cleanup.py). A job's finished_at alone decides (a row may carry any created_at or id).
 WITH doomed AS (
-    SELECT id, created_at FROM job_queue
-    WHERE status IN ('succeeded', 'failed', 'cancelled')
-      AND finished_at < now() - make_interval(
-            secs => CASE WHEN status = 'succeeded' THEN $1::float8 ELSE $2::float8 END)
-      AND (created_at, id) > ($4::timestamptz, $5::uuid)
-    ORDER BY created_at, id  -- the old end of job_queue_created_idx
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
+    SELECT e.id FROM job_queue_expired($1::float8, $2::float8, $3::int, $4::uuid) AS e (id)
 ),
+-- The deletes find their rows by key from an array, not by a join the planner might make a scan of the table.
 runs AS (
-    DELETE FROM job_runs AS r USING doomed AS d WHERE r.job_id = d.id RETURNING r.id
+    DELETE FROM job_runs AS r WHERE r.job_id = ANY (ARRAY(SELECT id FROM doomed)) RETURNING r.id
 ),
 jobs AS (
-    DELETE FROM job_queue AS j USING doomed AS d WHERE j.id = d.id RETURNING j.status
-),
-last AS (
-    SELECT created_at, id FROM doomed ORDER BY created_at DESC, id DESC LIMIT 1
+    DELETE FROM job_queue AS j WHERE j.id = ANY (ARRAY(SELECT id FROM doomed)) RETURNING j.status
 )
 SELECT (SELECT count(*) FROM jobs) AS jobs,
        (SELECT count(*) FROM jobs WHERE status = 'succeeded') AS succeeded,
        (SELECT count(*) FROM runs) AS runs,
-       (SELECT created_at FROM last) AS last_created_at,
-       (SELECT id FROM last) AS last_id;
+       (SELECT id FROM doomed ORDER BY id DESC LIMIT 1) AS last_id;
 
 -- name: schedule_claim_slot
 -- Advance a schedule to $4 only forwards; returns a row only to the one caller that advanced it.

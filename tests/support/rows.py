@@ -40,9 +40,9 @@ async def status_of(conn: asyncpg.Connection, job_id: uuid.UUID | str) -> str | 
 
 
 INSERT_JOB = """
-INSERT INTO job_queue (task_type, payload, status, attempts, max_attempts, last_error, result, locked_by,
+INSERT INTO job_queue (id, task_type, payload, status, attempts, max_attempts, last_error, result, locked_by,
                        locked_until, started_at, finished_at, created_at, run_at, dedupe_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7,
+VALUES (job_queue_uuidv7_at(now() - make_interval(secs => $8)), $1, $2, $3, $4, $5, $6, $7,
         CASE WHEN $3 = 'running' THEN 'w-test' END,
         CASE WHEN $3 = 'running' THEN now() + interval '1 minute' END,
         CASE WHEN $4 > 0 THEN now() - make_interval(secs => $8) END,
@@ -68,7 +68,8 @@ async def make_job(
     result: Any = None,
     dedupe_key: str | None = None,
 ) -> uuid.UUID:
-    """A job in `status`, created/finished `age_s` ago, with one ledger row per attempt when not pending."""
+    """A job in `status`, created/finished `age_s` ago (its id carrying that time, as an enqueue's would), with
+    one ledger row per attempt when not pending."""
     attempts = 0 if status == "pending" else 1
     job_id: uuid.UUID = await conn.fetchval(
         INSERT_JOB, task_type, payload or {}, status, attempts, 5, error, result, float(age_s), dedupe_key

@@ -63,8 +63,11 @@ class CleanupPayload(BaseModel):
     until: datetime | None = Field(
         default=None, description="Set by the run's earlier piece: the run stops here (its schedule's next slot)."
     )
-    after_created_at: datetime | None = Field(default=None, description="Set by the run's earlier piece.")
-    after_id: uuid.UUID | None = Field(default=None, description="Set by the run's earlier piece.")
+    after_created_at: datetime | None = Field(
+        default=None,
+        description="Ignored: carried by pieces enqueued before migration 018, whose key was (created_at, id).",
+    )
+    after_id: uuid.UUID | None = Field(default=None, description="Set by the run's earlier piece: where it stopped.")
     deleted_before: int = Field(default=0, ge=0, description="Set by the run's earlier piece: jobs it deleted.")
 
 
@@ -103,9 +106,7 @@ async def cleanup_run(
     if until is None:
         budget_s = cleanup_budget_s(ctx.resources.get("registry"), now, ctx.job.task_type)
         until = None if budget_s is None else now + timedelta(seconds=budget_s)
-    start = None
-    if payload.after_created_at is not None and payload.after_id is not None:
-        start = (payload.after_created_at, payload.after_id)
+    start = payload.after_id
     began = clock()
     result = await cleanup(
         ctx.pool,
@@ -139,15 +140,14 @@ async def cleanup_run(
                 "cleanup more often so each run deletes less",
             )
         else:
-            after_created, after_id = result.next_key
             following = payload.model_copy(update={
-                "until": until, "after_created_at": after_created, "after_id": after_id, "deleted_before": deleted,
+                "until": until, "after_created_at": None, "after_id": result.next_key, "deleted_before": deleted,
             })
             job = NewJob(
                 ctx.job.task_type, payload=following.model_dump(mode="json"), run_at=due if pause_s > 0 else None,
                 priority=MAINTENANCE_PRIORITY, max_attempts=ctx.job.max_attempts,
                 # one next piece per piece, even when this one runs again after a lost lease
-                dedupe_key=f"cleanup:{until.isoformat() if until else '-'}:{after_created.isoformat()}:{after_id}",
+                dedupe_key=f"cleanup:{until.isoformat() if until else '-'}:{result.next_key}",
             )
             await (enqueue(job) if enqueue is not None else queue.enqueue(ctx.pool, job))
     return result.as_dict()

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,6 +42,7 @@ _OP = queries("operator")
 MAX_PAGE = 200
 MAX_BULK = 1000
 MAX_ERROR_TEXT = 200
+MAX_LISTED_ERROR = 500  # characters of last_error a listed job shows (job_detail shows it whole)
 COUNTS_TTL_S = 2.0
 FILTER_KEYS = ("status", "task_type", "since", "until", "error")
 
@@ -65,19 +66,30 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def encode_cursor(row: Mapping[str, Any]) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
-def decode_cursor(text: str) -> tuple[datetime, uuid.UUID]:
+def encode_cursor(listed_ms: int, job_id: uuid.UUID) -> str:
+    """The next page starts after this job: its place in the listing's order (created_at in milliseconds, id)."""
+    return base64.urlsafe_b64encode(f"{listed_ms}|{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, uuid.UUID]:
+    """A cursor of `encode_cursor`, or one from before migration 018, whose place was a created_at timestamp."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        moment, _, job_id = raw.partition("|")
-        created = datetime.fromisoformat(moment)
-        if created.tzinfo is None:
-            raise ValueError("no zone")
-        return created, uuid.UUID(job_id)
+        place, _, job_id = raw.partition("|")
+        if place.lstrip("-").isdigit() and place.isascii():
+            listed_ms = int(place)
+            if not -(2**63) <= listed_ms < 2**63:
+                raise ValueError("out of range")
+        else:
+            created = datetime.fromisoformat(place)
+            if created.tzinfo is None:
+                raise ValueError("no zone")
+            listed_ms = (created - _EPOCH) // _MS
+        return listed_ms, uuid.UUID(job_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this API returned") from None
 
@@ -111,9 +123,11 @@ class JobFilter:
             raise InvalidInput(f"error text must be at most {MAX_ERROR_TEXT} characters")
         return cls(status, task_type, since, until, error)
 
-    def args(self) -> tuple[Any, ...]:
+    def args(self) -> dict[str, Any]:
+        """`operations.list_page`'s filter arguments."""
         pattern = _like_pattern(self.error) if self.error else None
-        return (self.status, self.task_type, self.since, self.until, pattern)
+        return {"status": self.status, "task_type": self.task_type, "since": self.since, "until": self.until,
+                "error_pattern": pattern}
 
     def as_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in FILTER_KEYS}
@@ -127,18 +141,21 @@ async def list_jobs(
     conn: Executor, flt: JobFilter, *, limit: int, cursor: str | None = None
 ) -> dict[str, Any]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
-    after = decode_cursor(cursor) if cursor else (None, None)
-    with translate():
-        rows = await conn.fetch(_Q["list_jobs"], *flt.args(), after[0], after[1], limit + 1)
-    jobs = [dict(r) for r in rows[:limit]]
+    after = decode_cursor(cursor) if cursor else None
+    rows = await operations.list_page(conn, **flt.args(), after=after, limit=limit + 1)
+    jobs = rows[:limit]
+    next_cursor = encode_cursor(jobs[-1]["listed_ms"], jobs[-1]["id"]) if len(rows) > limit else None
+    for job in jobs:
+        del job["listed_ms"]
+        if job["last_error"] is not None:
+            job["last_error"] = job["last_error"][:MAX_LISTED_ERROR]
     await attach_progress(conn, jobs)
-    return {"jobs": jobs, "next_cursor": encode_cursor(jobs[-1]) if len(rows) > limit else None}
+    return {"jobs": jobs, "next_cursor": next_cursor}
 
 
 async def select_ids(conn: Executor, flt: JobFilter, *, limit: int = MAX_BULK) -> tuple[list[uuid.UUID], bool]:
     """The ids a bulk action on this filter acts on (newest first, at most `limit`), and whether more match."""
-    with translate():
-        rows = await conn.fetch(_Q["list_jobs"], *flt.args(), None, None, limit + 1)
+    rows = await operations.list_page(conn, **flt.args(), limit=limit + 1)
     return [r["id"] for r in rows[:limit]], len(rows) > limit
 
 

@@ -1,5 +1,5 @@
 """Times the admin page's operator-view reads on a seeded database (bench/operator_view_seed.sql):
-python bench/operator_view_timing.py postgresql://postgres@127.0.0.1:5432/SCRATCH"""
+python -m bench.operator_view_timing postgresql://postgres@127.0.0.1:5432/SCRATCH"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.support.daemon import make_settings
-from worker import db, history, nodes
+from worker import db, history, nodes, operations
 from worker.builtin import default_registry
 from worker.sql import queries
 from worker.task_policy import apply_overrides
@@ -53,6 +53,15 @@ async def main(url: str) -> None:
         await conn.execute("DELETE FROM job_queue_samples WHERE minute = date_trunc('minute', now())")
         await conn.execute(queries("history")["sample_queue"])
     await timed("sample_queue (once a minute; 2,000 due jobs)", sample)
+    middle = await conn.fetchrow("SELECT job_queue_millis(created_at) AS ms, id FROM job_queue ORDER BY id "
+                                 "OFFSET 50000 LIMIT 1")
+    await timed("job list, first page of 50", lambda: operations.list_page(conn, limit=50))
+    await timed("job list, 50,000 jobs deep", lambda: operations.list_page(
+        conn, after=(middle["ms"], middle["id"]), limit=50))
+    await timed("job list, status=pending (2,000 newest)", lambda: operations.list_page(
+        conn, status="pending", limit=50))
+    await timed("job list, error text matching nothing (every job read)", lambda: operations.list_page(
+        conn, error_pattern="%no such error%", limit=50))
     await timed("live workers", lambda: nodes.live_workers(conn))
     await timed("unserved task types", lambda: nodes.unserved_task_types(conn))
     await timed("schedules' track record (2 schedules x 24 slots)",

@@ -1,7 +1,8 @@
 """The listings' order without job_queue_created_idx (migration 018): newest first by (created_at in milliseconds,
 id), the jobs whose id carries their created_at over job_queue_pkey, the others (ids stored before 015, an id or a
-created_at written by a client, a created_at changed later) over job_queue_untimed_created_idx, merged by
-sql/queries/operator.sql `list_jobs`. A page reads about a page of each index, whatever its depth."""
+created_at written by a client, a created_at changed later) over job_queue_untimed_created_idx, merged by the
+migration's job_queue_list (sql/queries/operator.sql `list_jobs`). A page reads about a page of each index,
+whatever its depth."""
 
 from __future__ import annotations
 

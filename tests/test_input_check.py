@@ -1,9 +1,11 @@
 """job_queue's input rules (task type form, JSON object payload, 64 KiB, 009's number and depth bounds): checked
-once per INSERT statement over its new rows (migration 013) and per row on UPDATE of task_type or payload, failing
-exactly as the CHECK constraints they stand for. tests/test_hostile_payloads.py and tests/test_poison_rows.py
-cover each rule one row at a time."""
+once per INSERT statement over its new rows (migrations 013, 019) and per row on UPDATE of task_type or payload,
+failing exactly as the CHECK constraints they stand for; the same statement trigger sends the insert's wake-ups.
+tests/test_hostile_payloads.py and tests/test_poison_rows.py cover each rule one row at a time."""
 
 from __future__ import annotations
+
+import asyncio
 
 import asyncpg
 import pytest
@@ -93,6 +95,64 @@ async def test_a_batch_insert_runs_the_input_check_once_not_once_per_row(conn: a
         await queue.enqueue_many(conn, [queue.NewJob("noop", {"i": i}) for i in range(1000)])
         calls = dict(await conn.fetch(
             "SELECT funcname, calls FROM pg_stat_xact_user_functions "
-            "WHERE funcname IN ('job_queue_check_inserted', 'job_queue_check_input')"))
-    assert calls == {"job_queue_check_inserted": 1}
+            "WHERE funcname IN ('job_queue_inserted', 'job_queue_check_input')"))
+    assert calls == {"job_queue_inserted": 1}
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1000
+
+
+async def test_a_payload_over_256_bytes_but_not_256_characters_skips_the_bounds_and_one_over_both_is_checked(
+    conn: asyncpg.Connection,
+) -> None:
+    """019 runs the bounds only for a payload whose text is over 256 bytes: a text of multi-byte characters can be
+    that and still be 256 characters or fewer, which the bounds never applied to."""
+    deep = "[" * 60 + "]" * 60  # 120 characters: well within the 128 levels, so only the length decides
+    short_wide = '{"s": "' + "é" * 100 + '", "d": ' + deep + "}"  # 235 characters, 335 bytes
+    assert len(short_wide) <= 256 < len(short_wide.encode())
+    await conn.execute(_BATCH, ["noop"], [short_wide])
+    too_deep = '{"s": "' + "é" * 100 + '", "d": ' + "[" * 129 + "]" * 129 + "}"
+    with pytest.raises(asyncpg.CheckViolationError) as caught:
+        await conn.execute(_BATCH, ["noop", "noop"], ["{}", too_deep])
+    assert caught.value.constraint_name == "job_queue_payload_depth_check"
+    assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1
+
+
+async def _heard_during(
+    database_url: str, conn: asyncpg.Connection, statement: str, *args: object,
+) -> tuple[list[str], asyncpg.PostgresError | None]:
+    """The notifications on job_queue while `statement` ran, and the error it failed with (None if it did not)."""
+    heard: list[str] = []
+    failed = None
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("job_queue", lambda *a: heard.append(a[3]))
+        try:
+            await conn.execute(statement, *args)
+        except asyncpg.PostgresError as exc:
+            failed = exc
+        await listener.execute("SELECT 1")  # a round trip: a notification sent has arrived by now
+        await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+    return heard, failed
+
+
+async def test_a_batch_insert_notifies_each_due_pending_task_type_once(
+    conn: asyncpg.Connection, database_url: str,
+) -> None:
+    insert = ("INSERT INTO job_queue (task_type, run_at, status) SELECT t, now() + d * interval '1 hour', s "
+              "FROM unnest($1::text[], $2::int[], $3::text[]) AS u (t, d, s)")
+    heard, failed = await _heard_during(
+        database_url, conn, insert,
+        ["a", "b", "a", "later", "done", "b"], [0, -1, 0, 1, 0, 0],
+        ["pending", "pending", "pending", "pending", "cancelled", "pending"])
+    assert failed is None
+    assert sorted(heard) == ["a", "b"]
+
+
+async def test_a_batch_insert_that_breaks_a_rule_notifies_nothing(conn: asyncpg.Connection, database_url: str) -> None:
+    heard, failed = await _heard_during(database_url, conn, _BATCH, ["noop", "Bad"], ["{}", "{}"])
+    assert isinstance(failed, asyncpg.CheckViolationError)
+    assert heard == []
+    heard, failed = await _heard_during(database_url, conn, _BATCH, ["noop", "other"], ["{}", "{}"])
+    assert failed is None
+    assert sorted(heard) == ["noop", "other"]

@@ -279,7 +279,8 @@ async def _soak(
         await conn.close()
 
 
-async def _burst(url: str, workdir: Path, args: argparse.Namespace) -> None:
+async def _burst_pair(url: str, workdir: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """One drain of the burst into an empty table, then one into a mature table with stale statistics."""
     conn = await db.connect(url)
     try:
         await _reset(conn)
@@ -294,11 +295,19 @@ async def _burst(url: str, workdir: Path, args: argparse.Namespace) -> None:
         mature = await _drain(conn, Daemon(url, workdir / "burst-mature", cleanup=False), args.burst_jobs)
     finally:
         await conn.close()
-    print(f"\n## burst of {args.burst_jobs:,} jobs (no ANALYZE after the burst)")
-    print("| table before the burst | drain (jobs/s) |\n|---|---|")
-    print(f"| empty | {empty:,.0f} |")
-    print(f"| {args.burst_finished:,} finished jobs, statistics taken before the burst | {mature:,.0f} "
-          f"({mature / empty:.2f}x) |")
+    return empty, mature
+
+
+async def _burst(url: str, workdir: Path, args: argparse.Namespace) -> None:
+    print(f"\n## burst of {args.burst_jobs:,} jobs (no ANALYZE after the burst), {args.burst_runs} pair(s)")
+    print(f"| pair | empty table (jobs/s) | {args.burst_finished:,} finished jobs, statistics taken before the burst "
+          "(jobs/s) | ratio |\n|---|---|---|---|")
+    ratios = []
+    for n in range(args.burst_runs):  # alternating: a drift of the machine's speed falls on both cases
+        empty, mature = await _burst_pair(url, workdir, args)
+        ratios.append(mature / empty)
+        print(f"| {n + 1} | {empty:,.0f} | {mature:,.0f} | {ratios[-1]:.2f}x |", flush=True)
+    print(f"median ratio: {statistics.median(ratios):.2f}x")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -358,6 +367,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--burst", action="store_true", help="the burst case instead of the soak")
     p.add_argument("--burst-jobs", type=int, default=100_000)
     p.add_argument("--burst-finished", type=int, default=1_000_000)
+    p.add_argument("--burst-runs", type=int, default=3,
+                   help="burst pairs (empty, then mature), alternating; the ratio reported is their median")
     p.add_argument("--workdir", default=os.path.join("bench", "results", "soak"), help="daemon logs go here")
     args = p.parse_args(argv)
     try:
@@ -368,7 +379,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
-    for name in ("drain_jobs", "drain_runs", "burst_jobs", "burst_finished"):
+    for name in ("drain_jobs", "drain_runs", "burst_jobs", "burst_finished", "burst_runs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args

@@ -82,17 +82,26 @@ def test_bench_soak_runs_a_short_soak_and_a_small_burst_and_prints_their_tables(
     assert any("task types this worker handles" in r[6] for r in top)  # the claim (queue.sql's comment)
     burst = subprocess.run(
         [sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-jobs", "300", "--burst-finished", "2000",
-         "--workdir", str(tmp_path / "burst")],
+         "--burst-runs", "2", "--workdir", str(tmp_path / "burst")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert burst.returncode == 0, burst.stdout[-3000:] + burst.stderr[-3000:]
-    assert "| empty |" in burst.stdout and "| 2,000 finished jobs" in burst.stdout
+    assert "| 2,000 finished jobs, statistics taken before the burst (jobs/s) |" in burst.stdout
+    pairs = [line.split("|") for line in burst.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [p[1].strip() for p in pairs] == ["1", "2"] and all(p[4].strip().endswith("x") for p in pairs)
+    assert "median ratio: " in burst.stdout
 
 
 def test_bench_soak_rejects_a_bad_share_with_exit_code_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", "--shares", "half"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--shares" in proc.stderr
+
+
+def test_bench_soak_rejects_zero_burst_runs_with_exit_code_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-runs", "0"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--burst-runs must be at least 1" in proc.stderr
 
 
 @pytest.mark.slow

@@ -100,11 +100,11 @@ async def test_a_batch_insert_runs_the_input_check_once_not_once_per_row(conn: a
     assert await conn.fetchval("SELECT count(*) FROM job_queue") == 1000
 
 
-async def test_a_payload_over_256_bytes_but_not_256_characters_skips_the_bounds_and_one_over_both_is_checked(
+async def test_multibyte_payloads_over_256_bytes_are_accepted_within_the_bounds_and_refused_past_them(
     conn: asyncpg.Connection,
 ) -> None:
-    """019 runs the bounds only for a payload whose text is over 256 bytes: a text of multi-byte characters can be
-    that and still be 256 characters or fewer, which the bounds never applied to."""
+    """019 runs the size and bounds rules only for a payload whose text is over 256 bytes: with multi-byte
+    characters that can be 256 characters or fewer (accepted, as before), or more and past a bound (refused)."""
     deep = "[" * 60 + "]" * 60  # 120 characters: well within the 128 levels, so only the length decides
     short_wide = '{"s": "' + "é" * 100 + '", "d": ' + deep + "}"  # 235 characters, 335 bytes
     assert len(short_wide) <= 256 < len(short_wide.encode())

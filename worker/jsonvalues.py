@@ -1,7 +1,7 @@
 """JSON values in and out of the database, bounded: what `job_queue.payload` and `result` may hold, and a decoder
 that never raises.
 
-The bounds are the ones the database enforces on insert (migration 009, `job_queue_check_input`): nesting at most
+The bounds are the ones the database enforces on insert (migration 009; since 019 `job_queue_inserted`): nesting at most
 `MAX_DEPTH` levels, numbers of at most `MAX_NUMBER_DIGITS` digits. Anything within them decodes with both orjson
 and the standard library. A value outside them that got into a row anyway (inserted before the rule, with
 triggers disabled, or written to `result` by hand) decodes to an `Undecodable` marker instead of raising, so one

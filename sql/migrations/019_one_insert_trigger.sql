@@ -1,7 +1,7 @@
 -- 019: one statement trigger after INSERT, not two, and the input rules' per-row work cut to what a row can break.
 -- 013's input check and 001's wake-up each read the statement's transition table, and the check ran the task type's
--- regular expression and converted the payload to text twice for every row: about 1.4 us of an enqueued job's
--- 6 us of server CPU (docs/performance.md, "Issue 25, eighth round"). Now one trigger:
+-- regular expression and converted the payload to text twice for every row: a fifth of an enqueue's server CPU
+-- (docs/performance.md, "Issue 25, eighth round"). Now one trigger:
 --   * groups the new rows by task type once: each distinct task type is matched against the rule once, and the
 --     due pending ones are the types to notify (001's rule: one NOTIFY per such type per statement);
 --   * walks the rows once in insertion order for the first row breaking a rule, as 013's check did: a row whose type

@@ -149,7 +149,11 @@ async def test_a_batch_insert_notifies_each_due_pending_task_type_once(
     assert sorted(heard) == ["a", "b"]
 
 
-async def test_a_batch_insert_that_breaks_a_rule_notifies_nothing(conn: asyncpg.Connection, database_url: str) -> None:
+async def test_a_failing_batch_wakes_no_one_and_the_next_good_batch_wakes_its_types(
+    conn: asyncpg.Connection, database_url: str,
+) -> None:
+    """Nothing is heard of a failing batch (its transaction's notifications are dropped with it, whatever the
+    trigger sent first); the next batch, on the same connection, is heard."""
     heard, failed = await _heard_during(database_url, conn, _BATCH, ["noop", "Bad"], ["{}", "{}"])
     assert isinstance(failed, asyncpg.CheckViolationError)
     assert heard == []

@@ -19,8 +19,9 @@ DECLARE
     due_types text[];
     violation text;
 BEGIN
-    -- FILTER, not a WHERE over the grouped rows: a WHERE on the grouping column would be pushed below the grouping
-    -- and match every row's task type again.
+    -- The task type rule is job_queue_input_violation's own, asked with a payload that breaks none, so that it
+    -- stays written once. FILTER, not a WHERE over the grouped rows: a WHERE on the grouping column would be pushed
+    -- below the grouping and match every row's task type again.
     SELECT array_agg(g.task_type) FILTER (WHERE job_queue_input_violation(g.task_type, '{}') IS NOT NULL),
            array_agg(g.task_type) FILTER (WHERE g.due)
     INTO bad_types, due_types

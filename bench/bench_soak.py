@@ -27,8 +27,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,9 @@ from typing import Any
 import asyncpg
 
 from bench import pg_statements
-from bench.procs import REPO_ROOT, clean_env
+from bench.soak_daemon import FINISHED, PENDING, Daemon, drain, reset
 from bench.soak_meters import CpuMeter, Sampler, cores
+from bench.soak_verdict import Report, verdict
 from worker import db, queue
 from worker.cli.pgcluster import Cluster, throwaway_cluster
 from worker.migrate import migrate
@@ -45,17 +44,6 @@ from worker.queue import NewJob
 
 USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"
 
-_FINISHED = """
-WITH jobs AS (
-    INSERT INTO job_queue (id, task_type, status, attempts, run_at, created_at, started_at, finished_at)
-    SELECT job_queue_uuidv7_at(now() - interval '2 hours'), 'noop', 'succeeded', 1, now() - interval '2 hours',
-           now() - interval '2 hours', now() - interval '2 hours', now() - interval '2 hours' + g * interval '1 us'
-    FROM generate_series(1, $1) AS g
-    RETURNING id, started_at, finished_at
-)
-INSERT INTO job_runs (job_id, attempt, worker_id, started_at, finished_at, outcome, duration_ms)
-SELECT id, 1, 'earlier', started_at, finished_at, 'succeeded', 0 FROM jobs"""
-_PENDING = "INSERT INTO job_queue (task_type) SELECT 'noop' FROM generate_series(1, $1)"
 _REPORT = """
 SELECT (SELECT last_value FROM job_runs_id_seq) AS ledger_rows,
        (SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now()) AS backlog,
@@ -118,77 +106,6 @@ async def _prepare(cluster: Cluster) -> str:
     return url
 
 
-class Daemon:
-    """`worker run` as a subprocess with default settings, restarted (and counted) whenever it exits."""
-
-    def __init__(self, url: str, workdir: Path, *, cleanup: bool, extra_env: dict[str, str] | None = None) -> None:
-        self.env = clean_env() | {
-            "WORKER_DATABASE_URL": url, "WORKER_HTTP_ENABLED": "false", "WORKER_LOG_LEVEL": "warning",
-            "WORKER_LOG_FORMAT": "json", "WORKER_SCHEDULES_ENABLED": "true" if cleanup else "false",
-            "WORKER_SCHEDULE_CLEANUP": "* * * * *", "WORKER_SCHEDULE_GAME_PLATFORM_SYNC": "",
-            "WORKER_RETENTION_SUCCEEDED_DAYS": str(60 / 86400), "WORKER_RETENTION_FAILED_DAYS": str(60 / 86400),
-        } | (extra_env or {})
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log = workdir / "worker.log"
-        self.log.write_bytes(b"")  # this run's lines only: restarts append, an earlier run's are not counted
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "worker", "run"], stdout=out,
-                                         stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT)
-
-    def keep_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            self.restarts += 1
-            self.start()
-
-    def count(self, event: str) -> int:
-        try:
-            return self.log.read_text(errors="replace").count(f'"{event}"')
-        except OSError:
-            return 0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-async def _drain(conn: asyncpg.Connection, daemon: Daemon, jobs: int, meter: CpuMeter | None = None) -> float:
-    """Start the daemon on `jobs` pending jobs; jobs per second from the first start to the last finish. With
-    `meter`, prints who used the CPU from the first poll that saw a job started to the last one."""
-    daemon.start()
-    measuring = False
-    while int(await conn.fetchval("SELECT count(*) FROM job_queue WHERE status IN ('pending', 'running')")):
-        if meter is not None and not measuring and await conn.fetchval(_ANY_STARTED):
-            meter.take(daemon.proc)  # the daemon's start-up is not the drain's: its CPU so far is the baseline
-            measuring = True
-        daemon.keep_alive()
-        await asyncio.sleep(0.2)
-    if meter is not None:
-        split = cores(meter.take(daemon.proc)) if measuring else "not measured (no poll saw it under way)"
-        print("during the drain, cores: PostgreSQL (producer's backend, monitor's) | daemon | bench "
-              f"| machine busy (stolen): {split}")
-    daemon.stop()
-    span = await conn.fetchval(
-        "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM job_queue WHERE status = 'succeeded'"
-        " AND started_at IS NOT NULL AND finished_at > now() - interval '1 hour'")
-    return jobs / max(float(span or 0), 1e-6)
-
-
-_ANY_STARTED = "SELECT EXISTS (SELECT FROM job_queue WHERE status <> 'pending')"
-
-
-async def _reset(conn: asyncpg.Connection) -> None:
-    await conn.execute("TRUNCATE job_queue, job_runs")
-
-
 async def _produce(url: str, rate: float, stop: asyncio.Event, meter: CpuMeter) -> None:
     conn = await db.connect(url)
     meter.producer_backend = conn.get_server_pid()
@@ -243,6 +160,7 @@ async def _soak(
     producer = asyncio.create_task(_produce(url, rate, stop, meter))
     started = time.monotonic()
     end = started + args.minutes * 60
+    reports: list[Report] = []
     try:
         next_report = started + args.interval
         while time.monotonic() < end:
@@ -259,6 +177,11 @@ async def _soak(
                 took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
                 cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
                 done, ledger_rows = int(r["ledger_rows"]) - ledger_rows, int(r["ledger_rows"])
+                reports.append(Report(
+                    time.monotonic() - started, done / args.interval, float(r["oldest_s"]),
+                    (int(r["queue_bytes"]) + int(r["runs_bytes"])) / 2**20, daemon.restarts,
+                    daemon.count("job.lease_lost"),
+                    None if r["cleanup_delay_s"] is None else float(r["cleanup_delay_s"])))
                 print(f"| {time.monotonic() - started:.0f} | {done / args.interval:,.0f} "
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
@@ -273,9 +196,10 @@ async def _soak(
         stop.set()
         await asyncio.gather(producer, return_exceptions=True)
         daemon.stop()
+        print("\ntargets:\n" + "\n".join(f"- {line}" for line in verdict(reports, rate, args.interval)))
         if args.statements:
             print(f"\nstatements of this soak (pg_stat_statements):\n{await pg_statements.report(conn)}", flush=True)
-        await _reset(conn)
+        await reset(conn)
         await conn.close()
 
 
@@ -283,20 +207,20 @@ async def _burst_pair(url: str, workdir: Path, args: argparse.Namespace) -> tupl
     """One drain of the burst into an empty table, then one into a mature table with stale statistics."""
     conn = await db.connect(url)
     try:
-        await _reset(conn)
+        await reset(conn)
         await conn.execute("ANALYZE job_queue")
-        await conn.execute(_PENDING, args.burst_jobs)
-        empty = await _drain(conn, Daemon(url, workdir / "burst-empty", cleanup=False), args.burst_jobs)
-        await _reset(conn)
-        await conn.execute(_FINISHED, args.burst_finished)
+        await conn.execute(PENDING, args.burst_jobs)
+        empty = await drain(conn, Daemon(url, workdir / "burst-empty", cleanup=False), args.burst_jobs)
+        await reset(conn)
+        await conn.execute(FINISHED, args.burst_finished)
         # A table that has held its finished jobs a while has been vacuumed since: without this, autovacuum's
         # pass over the fill (a million rows in each table) lands in the burst's few seconds or not, by chance.
         await conn.execute("VACUUM job_queue")
         await conn.execute("VACUUM job_runs")
         await conn.execute("ANALYZE job_queue")  # statistics of a mature table, taken before the burst
         await conn.execute("ANALYZE job_runs")
-        await conn.execute(_PENDING, args.burst_jobs)
-        mature = await _drain(conn, Daemon(url, workdir / "burst-mature", cleanup=False), args.burst_jobs)
+        await conn.execute(PENDING, args.burst_jobs)
+        mature = await drain(conn, Daemon(url, workdir / "burst-mature", cleanup=False), args.burst_jobs)
     finally:
         await conn.close()
     return empty, mature
@@ -330,21 +254,27 @@ async def main(args: argparse.Namespace) -> None:
         if args.rate:  # a fixed offered rate: no drain measurement, one soak
             await _soak(url, workdir, 1.0, args.rate, args, postmaster)
             return
-        conn = await db.connect(url)
-        rates = []
-        try:
-            for _ in range(args.drain_runs):
-                await conn.execute(_PENDING, args.drain_jobs)
-                rates.append(await _drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs,
-                                          CpuMeter(postmaster)))
-                await _reset(conn)
-        finally:
-            await conn.close()
-        drain_rate = statistics.median(rates)
-        print(f"drain rate ({args.drain_jobs:,} jobs, empty table): {drain_rate:,.0f} jobs/s, the median of "
-              f"{', '.join(f'{r:,.0f}' for r in rates)}")
-        for share in args.shares:
+        for share in args.shares:  # the drain right before each soak: the machine's speed drifts
+            drain_rate = await _drain_rate(url, workdir, args, postmaster, "before")
             await _soak(url, workdir, share, drain_rate, args, postmaster)
+            after = await _drain_rate(url, workdir, args, postmaster, "after")
+            print(f"offered {share * drain_rate:,.0f} jobs/s: {share * drain_rate / after:.0%} of the drain after")
+
+
+async def _drain_rate(url: str, workdir: Path, args: argparse.Namespace, postmaster: int, when: str) -> float:
+    conn = await db.connect(url)
+    rates = []
+    try:
+        for _ in range(args.drain_runs):
+            await conn.execute(PENDING, args.drain_jobs)
+            rates.append(await drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs,
+                                      CpuMeter(postmaster)))
+            await reset(conn)
+    finally:
+        await conn.close()
+    print(f"drain rate {when} ({args.drain_jobs:,} jobs, empty table): {statistics.median(rates):,.0f} jobs/s, "
+          f"the median of {', '.join(f'{r:,.0f}' for r in rates)}")
+    return statistics.median(rates)
 
 
 async def _version(url: str) -> str:

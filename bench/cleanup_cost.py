@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.bench_soak import _FINISHED
+from bench.soak_daemon import FINISHED
 from worker import db
 from worker.migrate import migrate
 from worker.sql import queries
@@ -50,7 +50,7 @@ async def _run(server: str, query: str, variant: str, expired: int, kept: int, b
         await migrate(conn)
         if kept:
             await conn.execute(_KEPT, kept)
-        await conn.execute(_FINISHED, expired)
+        await conn.execute(FINISHED, expired)
         await conn.execute(_YOUNG, expired // 2)
         await conn.execute("VACUUM ANALYZE job_queue")
         await conn.execute("VACUUM ANALYZE job_runs")

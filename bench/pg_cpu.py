@@ -23,9 +23,9 @@ from pathlib import Path
 
 import worker
 from bench import enqueue, sys_worker
-from bench.bench_soak import _FINISHED
 from bench.measure import fresh_database
 from bench.procs import cluster_cpu_s
+from bench.soak_daemon import FINISHED
 from worker import db, operations
 from worker.cli.pgcluster import throwaway_cluster
 
@@ -44,7 +44,7 @@ async def _fill(dsn: str, finished: int) -> None:
     conn = await db.connect(dsn)
     try:
         for start in range(0, finished, 100_000):
-            await conn.execute(_FINISHED, min(100_000, finished - start))
+            await conn.execute(FINISHED, min(100_000, finished - start))
         await conn.execute("VACUUM ANALYZE job_queue")
         await conn.execute("VACUUM ANALYZE job_runs")
     finally:

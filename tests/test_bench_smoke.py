@@ -72,9 +72,14 @@ def test_bench_soak_runs_a_short_soak_and_a_small_burst_and_prints_their_tables(
     )
     assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
     assert "with stock settings and pg_stat_statements preloaded" in soak.stdout
-    assert "drain rate (500 jobs, empty table)" in soak.stdout and "the median of" in soak.stdout
-    assert soak.stdout.count("during the drain, cores: PostgreSQL") == 2
+    assert "drain rate before (500 jobs, empty table)" in soak.stdout and "the median of" in soak.stdout
+    assert "drain rate after (500 jobs, empty table)" in soak.stdout and "% of the drain after" in soak.stdout
+    assert soak.stdout.count("during the drain, cores: PostgreSQL") == 4  # two drains before the soak, two after
     report, statements = soak.stdout.split("statements of this soak (pg_stat_statements):")
+    targets = report.split("\ntargets:\n")[1].splitlines()[:5]  # bench/soak_verdict.py, one line per target
+    assert [t.split(":")[0] for t in targets] == [
+        "- throughput after the first minute", "- oldest due job", "- job_queue + job_runs",
+        "- daemon restarts 0, job.lease_lost 0", "- cleanup"]
     rows = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows and all(len(r.split("|")) == 25 for r in rows)  # the 23 columns bench/README.md lists
     top = [line.split("|") for line in statements.splitlines() if line.startswith("| ") and line[2].isdigit()]

@@ -262,11 +262,16 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def _drain_rate(url: str, workdir: Path, args: argparse.Namespace, postmaster: int, when: str) -> float:
+    """The median of `--drain-runs` drains, each started with the server's dirty buffers and the machine's dirty
+    pages written out: after a soak, its checkpoint and the file system's writeback of the truncated tables
+    would otherwise land in the drain."""
     conn = await db.connect(url)
     rates = []
     try:
         for _ in range(args.drain_runs):
             await conn.execute(PENDING, args.drain_jobs)
+            await conn.execute("CHECKPOINT")
+            os.sync()
             rates.append(await drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs,
                                       CpuMeter(postmaster)))
             await reset(conn)

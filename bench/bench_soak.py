@@ -177,12 +177,13 @@ async def _soak(
                 took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
                 cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
                 done, ledger_rows = int(r["ledger_rows"]) - ledger_rows, int(r["ledger_rows"])
+                t = time.monotonic() - started
                 reports.append(Report(
-                    time.monotonic() - started, done / args.interval, float(r["oldest_s"]),
+                    t, done / args.interval, float(r["oldest_s"]),
                     (int(r["queue_bytes"]) + int(r["runs_bytes"])) / 2**20, daemon.restarts,
                     daemon.count("job.lease_lost"),
                     None if r["cleanup_delay_s"] is None else float(r["cleanup_delay_s"])))
-                print(f"| {time.monotonic() - started:.0f} | {done / args.interval:,.0f} "
+                print(f"| {t:.0f} | {done / args.interval:,.0f} "
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "
@@ -209,9 +210,11 @@ async def _burst_pair(url: str, workdir: Path, args: argparse.Namespace) -> tupl
     try:
         await reset(conn)
         await conn.execute("ANALYZE job_queue")
+        await _settle(conn)
         await conn.execute(PENDING, args.burst_jobs)
         empty = await drain(conn, Daemon(url, workdir / "burst-empty", cleanup=False), args.burst_jobs)
         await reset(conn)
+        await _settle(conn)
         await conn.execute(FINISHED, args.burst_finished)
         # A table that has held its finished jobs a while has been vacuumed since: without this, autovacuum's
         # pass over the fill (a million rows in each table) lands in the burst's few seconds or not, by chance.
@@ -261,17 +264,23 @@ async def main(args: argparse.Namespace) -> None:
             print(f"offered {share * drain_rate:,.0f} jobs/s: {share * drain_rate / after:.0%} of the drain after")
 
 
+async def _settle(conn: asyncpg.Connection) -> None:
+    """Write out the server's dirty buffers and the machine's dirty pages before a drain's fill: after a soak or
+    a mature burst, its checkpoint and the file system's writeback of the truncated tables would otherwise land
+    in the drain. Before the fill, not between it and the drain: a checkpoint there would make the drain write
+    every page's first change whole into the WAL, which the fill did."""
+    await conn.execute("CHECKPOINT")
+    os.sync()
+
+
 async def _drain_rate(url: str, workdir: Path, args: argparse.Namespace, postmaster: int, when: str) -> float:
-    """The median of `--drain-runs` drains, each started with the server's dirty buffers and the machine's dirty
-    pages written out: after a soak, its checkpoint and the file system's writeback of the truncated tables
-    would otherwise land in the drain."""
+    """The median of `--drain-runs` drains, each filled after `_settle`."""
     conn = await db.connect(url)
     rates = []
     try:
         for _ in range(args.drain_runs):
+            await _settle(conn)
             await conn.execute(PENDING, args.drain_jobs)
-            await conn.execute("CHECKPOINT")
-            os.sync()
             rates.append(await drain(conn, Daemon(url, workdir / "drain", cleanup=False), args.drain_jobs,
                                       CpuMeter(postmaster)))
             await reset(conn)

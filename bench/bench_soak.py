@@ -1,15 +1,15 @@
-"""Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on),
-fed by a producer at a fixed share of the measured drain rate, with cleanup every minute on a one-minute
-retention. Every `--interval` seconds it prints throughput, backlog, oldest due job, table and index sizes, dead
-rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the longest cleanup delay (start minus due), of
-the cleanup jobs that finished in the interval the longest run time, the jobs they deleted and their number (a
-run is a chain of short pieces, worker/builtin/cleanup.py), the
-`cleanup.behind` warnings (a cleanup that could not delete all it should within its time budget), and the
-share of half-second samples with a cleanup statement running, the autovacuum workers' CPU seconds, the
-machine's 1-minute load average (other processes' load shows there: the VM may be shared), and who used the CPU
-(PostgreSQL, the producer's and the monitor's backends, the daemon, this process; the machine's busy and stolen
-shares), which the drain prints for its own span too, and what one walk of the claim index's head for 1,000 jobs
-reads and takes.
+"""Soak bench: one `worker run` (default settings) on a throwaway cluster with stock settings (autovacuum on), fed by
+a producer at a fixed share of the drain rate measured right before it (and measured again after it), with cleanup
+every minute on a one-minute retention. Every `--interval` seconds it prints throughput, backlog, oldest due job,
+table and index sizes, dead rows, autovacuum runs, daemon restarts, `job.lease_lost` lines, the longest cleanup
+delay (start minus due), of the cleanup jobs that finished in the interval the longest run time, the jobs they
+deleted and their number (a run is a chain of short pieces, worker/builtin/cleanup.py), the `cleanup.behind`
+warnings (a cleanup that could not delete all it should within its time budget), and the share of half-second
+samples with a cleanup statement running, the autovacuum workers' CPU seconds, the machine's 1-minute load average
+(other processes' load shows there: the VM may be shared), and who used the CPU (PostgreSQL, the producer's and the
+monitor's backends, the daemon, this process; the machine's busy and stolen shares), which the drain prints for its
+own span too, and what one walk of the claim index's head for 1,000 jobs reads and takes; after the soak, each of
+issue 25's targets met or not (bench/soak_verdict.py).
 
 `--burst`: drain `--burst-jobs` jobs from an empty table, then the same burst inserted into a table holding
 `--burst-finished` finished jobs (with their ledger rows) whose statistics were taken before the burst; prints

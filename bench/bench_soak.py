@@ -44,9 +44,9 @@ from worker.queue import NewJob
 
 USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"
 
+_LEDGER = "SELECT last_value FROM job_runs_id_seq"
 _REPORT = """
-SELECT (SELECT last_value FROM job_runs_id_seq) AS ledger_rows,
-       (SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now()) AS backlog,
+SELECT (SELECT count(*) FROM job_queue WHERE status = 'pending' AND run_at <= now()) AS backlog,
        (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0) FROM job_queue
         WHERE status = 'pending' AND run_at <= now()) AS oldest_s,
        pg_total_relation_size('job_queue') AS queue_bytes, pg_total_relation_size('job_runs') AS runs_bytes,
@@ -155,7 +155,9 @@ async def _soak(
         await pg_statements.enable(conn)
     # Jobs done: ledger rows written, read from job_runs' identity sequence between two reports. Counting the
     # succeeded rows of the interval read every one of them, about a second of the monitor's CPU per report.
-    ledger_rows = int(await conn.fetchval("SELECT last_value FROM job_runs_id_seq"))
+    # Divided by the time between the two readings, not the nominal interval: a report that runs late (its
+    # scans take a second or more on large tables) leaves the next interval short.
+    ledger_rows, ledger_at = int(await conn.fetchval(_LEDGER)), time.monotonic()
     daemon.start()
     producer = asyncio.create_task(_produce(url, rate, stop, meter))
     started = time.monotonic()
@@ -169,6 +171,9 @@ async def _soak(
                 producer.result()
             await sampler.sample(conn)
             if time.monotonic() >= next_report:
+                ledger, now = int(await conn.fetchval(_LEDGER)), time.monotonic()
+                done_per_s = (ledger - ledger_rows) / (now - ledger_at)
+                ledger_rows, ledger_at = ledger, now
                 r = await conn.fetchrow(_REPORT, float(args.interval))
                 walk = await _claim_walk(conn)
                 active, vacuum_s = sampler.take()
@@ -176,14 +181,13 @@ async def _soak(
                 delay = "-" if r["cleanup_delay_s"] is None else f"{float(r['cleanup_delay_s']):.1f}"
                 took = "-" if r["cleanup_s"] is None else f"{float(r['cleanup_s']):.1f}"
                 cleaned = "-" if r["cleaned"] is None else f"{int(r['cleaned']):,}"
-                done, ledger_rows = int(r["ledger_rows"]) - ledger_rows, int(r["ledger_rows"])
-                t = time.monotonic() - started
+                t = now - started
                 reports.append(Report(
-                    t, done / args.interval, float(r["oldest_s"]),
+                    t, done_per_s, float(r["oldest_s"]),
                     (int(r["queue_bytes"]) + int(r["runs_bytes"])) / 2**20, daemon.restarts,
                     daemon.count("job.lease_lost"),
                     None if r["cleanup_delay_s"] is None else float(r["cleanup_delay_s"])))
-                print(f"| {t:.0f} | {done / args.interval:,.0f} "
+                print(f"| {t:.0f} | {done_per_s:,.0f} "
                       f"| {int(r['backlog']):,} | {float(r['oldest_s']):.1f} | {_mb(r['queue_bytes'])} "
                       f"| {_mb(r['runs_bytes'])} | {int(r['dead'] or 0):,} | {int(r['av'] or 0)} "
                       f"| {daemon.restarts} | {daemon.count('job.lease_lost')} | {delay} | {took} | {cleaned} "

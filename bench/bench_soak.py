@@ -143,8 +143,9 @@ async def _soak(
     # No JIT for the monitor: its report is costed high on large tables, and compiling it took more CPU than
     # running it.
     await conn.execute("SET jit = off")
-    extra = {} if args.cleanup_duty_cycle_percent is None else {
-        "WORKER_CLEANUP_DUTY_CYCLE_PERCENT": str(args.cleanup_duty_cycle_percent)}
+    extra = {name: str(value) for name, value in (
+        ("WORKER_CLEANUP_DUTY_CYCLE_PERCENT", args.cleanup_duty_cycle_percent),
+        ("WORKER_CLEANUP_SPREAD_S", args.cleanup_spread_s)) if value is not None}
     daemon = Daemon(url, workdir / f"soak-{share}", cleanup=True, extra_env=extra)
     daemon.log.parent.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -313,6 +314,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="preload pg_stat_statements (not a stock setting) and print each soak's top statements")
     p.add_argument("--cleanup-duty-cycle-percent", type=float, default=None,
                    help="WORKER_CLEANUP_DUTY_CYCLE_PERCENT for the soak's daemon (default: the setting's default)")
+    p.add_argument("--cleanup-spread-s", type=float, default=None,
+                   help="WORKER_CLEANUP_SPREAD_S for the soak's daemon (default: the setting's default)")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between reports (default 30)")
     p.add_argument("--drain-jobs", type=int, default=100_000, help="jobs drained to measure the drain rate")
     p.add_argument("--drain-runs", type=int, default=3, help="drains measured; the drain rate is their median")

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
         description="Cleanup pauses by its duty cycle only while the oldest due job has waited longer than this; "
         "while the queue keeps up its next piece runs at once (0 = pause whenever a job is due).",
     )
+    cleanup_spread_s: float = Field(
+        default=600.0, ge=0, le=86400,
+        description="A scheduled run paces its pieces to spread its deletes over this long, or over 80 % of the "
+        "time to its schedule's next slot if that is shorter (0 = no pacing: each piece follows at once).",
+    )
 
     # --- tasks ----------------------------------------------------------------------------------
     task_modules: str = Field(

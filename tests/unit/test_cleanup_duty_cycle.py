@@ -165,6 +165,7 @@ async def test_a_piece_stops_at_half_the_claim_ahead_threshold_and_enqueues_the_
         "succeeded_older_than_days": None, "failed_older_than_days": None,
         "until": "2030-01-01T10:31:00Z", "after_created_at": None,
         "after_id": str(uuid.UUID(int=3)), "deleted_before": 30,
+        "began_at": "2030-01-01T10:30:30Z", "began_key_ms": None,  # its ids carry no time: no pacing
     }
 
 

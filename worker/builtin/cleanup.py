@@ -24,11 +24,17 @@ from worker.queue import NewJob
 from worker.schedules import schedules_of
 from worker.tasks import MAINTENANCE_PRIORITY, Registry, Task, TaskContext
 
-__all__ = ["CleanupPayload", "DueWaitProbe", "cleanup_budget_s", "cleanup_run", "cleanup_task", "run_cleanup"]
+__all__ = [
+    "CleanupPayload", "DueWaitProbe", "cleanup_budget_s", "cleanup_run", "cleanup_task", "key_ms", "run_cleanup",
+    "spread_pause_s",
+]
 
 log = structlog.get_logger("worker.cleanup")
 
 PROBE_MAX_AGE_S = 1.0
+SPREAD_SHARE = 0.8
+"""A run spreads its deletes over at most this share of the time to its next slot; the rest is the margin for
+an estimate of its progress that is only as good as the ids' times."""
 
 
 class DueWaitProbe:
@@ -69,6 +75,44 @@ class CleanupPayload(BaseModel):
     )
     after_id: uuid.UUID | None = Field(default=None, description="Set by the run's earlier piece: where it stopped.")
     deleted_before: int = Field(default=0, ge=0, description="Set by the run's earlier piece: jobs it deleted.")
+    began_at: datetime | None = Field(default=None, description="Set by the run's first piece: when it started.")
+    began_key_ms: int | None = Field(
+        default=None, ge=0, description="Set by the run's first piece: the time carried by the id where it stopped."
+    )
+
+
+def key_ms(key: uuid.UUID) -> int | None:
+    """The Unix milliseconds a version-7 id carries in its first 48 bits; None for any other id."""
+    return int.from_bytes(key.bytes[:6], "big") if key.version == 7 else None
+
+
+def spread_pause_s(
+    *, began_at: datetime, began_key_ms: int | None, at_key_ms: int | None, now: datetime, until: datetime,
+    spread_s: float, retention_s: float,
+) -> float:
+    """How long the next piece of a run waits so that the run's deletes spread evenly over its window: from
+    `began_at` for `spread_s` seconds, or `SPREAD_SHARE` of the time to `until` if that is shorter
+    (tests/unit/test_cleanup_spread.py).
+
+    The walk deletes in id order, and a version-7 id carries its job's creation time, so the run's progress is
+    how far the time of the id it stopped at (`at_key_ms`) has gone from `began_key_ms` (where its first piece
+    stopped) toward the cutoff at the window's end (that time minus `retention_s`, the shorter retention). The
+    line starts no earlier than one slot's worth of ids before the cutoff at `began_at`: what a run deletes
+    before that (failed jobs kept longer, a backlog after downtime) counts as behind. A run ahead of that line
+    waits until the line reaches it; a run behind it (or whose ids carry no time) does not wait, so a wrong
+    estimate can only make it run as it would unpaced. Never past the window's end."""
+    if spread_s <= 0 or began_key_ms is None or at_key_ms is None:
+        return 0.0
+    slot_s = (until - began_at).total_seconds()
+    window_s = min(spread_s, SPREAD_SHARE * slot_s)
+    if window_s <= 0:
+        return 0.0
+    began_key_ms = max(began_key_ms, int((began_at.timestamp() - retention_s - slot_s) * 1000.0))
+    span_ms = (began_at.timestamp() + window_s - retention_s) * 1000.0 - began_key_ms
+    if span_ms <= 0:
+        return 0.0
+    share = min(max((at_key_ms - began_key_ms) / span_ms, 0.0), 1.0)
+    return max(0.0, began_at.timestamp() + share * window_s - now.timestamp())
 
 
 def cleanup_budget_s(registry: Registry | None, now: datetime, task_type: str = "cleanup") -> float | None:
@@ -130,7 +174,18 @@ async def cleanup_run(
                 wait_s = await waited_s()
             if wait_s is None or wait_s <= settings.cleanup_yield_after_s:
                 pause_s = 0.0
-        due = now + timedelta(seconds=clock() - began + pause_s)
+        ended = now + timedelta(seconds=clock() - began)
+        began_at = payload.began_at or now
+        began_key_ms = payload.began_key_ms if payload.began_at is not None else key_ms(result.next_key)
+        if until is not None:
+            # Paced to its window whether or not the queue keeps up: the deletes a busy queue must absorb come
+            # evenly rather than all at the start of the run (tests/unit/test_cleanup_spread.py).
+            pause_s = max(pause_s, spread_pause_s(
+                began_at=began_at, began_key_ms=began_key_ms, at_key_ms=key_ms(result.next_key), now=ended,
+                until=until, spread_s=settings.cleanup_spread_s,
+                retention_s=min(succeeded_days, failed_days) * 86400.0,
+            ))
+        due = ended + timedelta(seconds=pause_s)
         deleted = payload.deleted_before + result.jobs
         if until is not None and due >= until:
             log.warning(
@@ -142,6 +197,7 @@ async def cleanup_run(
         else:
             following = payload.model_copy(update={
                 "until": until, "after_created_at": None, "after_id": result.next_key, "deleted_before": deleted,
+                "began_at": began_at, "began_key_ms": began_key_ms,
             })
             job = NewJob(
                 ctx.job.task_type, payload=following.model_dump(mode="json"), run_at=due if pause_s > 0 else None,

@@ -3,9 +3,10 @@
 A run is a chain of short pieces (docs/maintenance.md, "Cleanup never starves the queue it protects"): each
 `cleanup` job deletes batches for at most half of `WORKER_CLAIM_AHEAD_BELOW_MS`, then enqueues the next piece,
 due at once while the queue keeps up (no due job has waited `WORKER_CLEANUP_YIELD_AFTER_S`), else after the
-duty cycle's pause, carrying where it stopped and the run's deadline (the next slot of its schedule). No
-piece runs long (long jobs holding half the slots stop the daemon claiming ahead), and no piece holds a slot
-while it pauses."""
+duty cycle's pause, carrying where it stopped and the run's deadline (the next slot of its schedule). A
+scheduled run is also paced over its window (`WORKER_CLEANUP_SPREAD_S`, "A run spreads its deletes over its
+window"): a piece ahead of that pace makes the next one due later. No piece runs long (long jobs holding half
+the slots stop the daemon claiming ahead), and no piece holds a slot while it pauses."""
 
 from __future__ import annotations
 
@@ -126,8 +127,9 @@ def cleanup_budget_s(registry: Registry | None, now: datetime, task_type: str = 
 
 async def run_cleanup(payload: CleanupPayload, ctx: TaskContext) -> dict[str, Any]:
     """Delete succeeded jobs past their retention, failed/cancelled ones past theirs, with their ledger rows:
-    one short piece, then the next piece enqueued after the duty cycle's pause; a run that reaches the next slot
-    of its schedule with jobs left stops and logs `cleanup.behind` (a warning: cleanup is not keeping up)."""
+    one short piece, then the next piece enqueued after the duty cycle's pause or the pacing's, the longer; a
+    run that reaches the next slot of its schedule with jobs left stops and logs `cleanup.behind` (a warning:
+    cleanup is not keeping up)."""
     return await cleanup_run(payload, ctx, now=datetime.now(UTC))
 
 

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from worker import db, queue
+from worker.builtin.cleanup import key_ms
 from worker.migrate import migrate
 from worker.queue import NewJob
 from worker.sql import migration_files
@@ -30,6 +31,7 @@ async def test_every_way_of_enqueuing_gives_a_version_7_id_carrying_the_jobs_cre
     for row in rows:
         assert row["id"].version == 7 and row["id"].variant == uuid.RFC_4122
         assert _millis(row["id"]) == row["ms"]
+        assert key_ms(row["id"]) == row["ms"]  # what cleanup's pacing reads (tests/unit/test_cleanup_spread.py)
 
 
 async def test_jobs_enqueued_in_later_milliseconds_sort_after_earlier_ones_by_id(conn: asyncpg.Connection) -> None:

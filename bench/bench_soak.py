@@ -334,6 +334,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
+    # Checked here, not left to the daemon: a setting it refuses would only show as restarts in every row.
+    if args.cleanup_duty_cycle_percent is not None and not 0 < args.cleanup_duty_cycle_percent <= 100:
+        p.error("--cleanup-duty-cycle-percent must be in (0, 100]")
+    if args.cleanup_spread_s is not None and not 0 <= args.cleanup_spread_s <= 86400:
+        p.error("--cleanup-spread-s must be in [0, 86400]")
     for name in ("drain_jobs", "drain_runs", "burst_jobs", "burst_finished", "burst_runs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

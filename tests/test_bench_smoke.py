@@ -103,6 +103,13 @@ def test_bench_soak_rejects_a_bad_share_with_exit_code_2() -> None:
     assert proc.returncode == 2 and "--shares" in proc.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--cleanup-spread-s", "-1"), ("--cleanup-duty-cycle-percent", "0")])
+def test_bench_soak_rejects_a_cleanup_setting_the_daemon_would_refuse_with_exit_code_2(option: str, value: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", option, value], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and f"{option} must be in" in proc.stderr
+
+
 def test_bench_soak_rejects_zero_burst_runs_with_exit_code_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", "--burst", "--burst-runs", "0"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)

@@ -1,5 +1,6 @@
 """Job ids ordered by time (migration 015): version-7 UUIDs whose first 48 bits are the inserting transaction's
-start in Unix milliseconds, random below that; ids stored before the migration stay as they were."""
+start in Unix milliseconds, random below that; ids stored before the migration stay as they were. A batch
+enqueue's ids rise in the batch's order (migration 020)."""
 
 import asyncio
 import uuid
@@ -43,13 +44,40 @@ async def test_jobs_enqueued_in_later_milliseconds_sort_after_earlier_ones_by_id
     assert in_id_order == [j.id for j in made]
 
 
-async def test_the_ids_of_one_batch_share_its_millisecond_and_differ_in_their_random_bits(
+async def test_the_ids_of_one_batch_share_its_millisecond_and_rise_in_the_batchs_order(
     conn: asyncpg.Connection,
 ) -> None:
     ids = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(5000)])
     assert len(set(ids)) == 5000
     assert len({_millis(i) for i in ids}) == 1  # one statement, one transaction start
-    assert len({i.int & ((1 << 62) - 1) for i in ids}) == 5000
+    assert ids == sorted(ids)  # migration 020: each row's entries go to the indexes' right edge
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    # The batch's number is below the random bits: the ids differ in the low 32 bits alone.
+    assert len({i.int >> 32 for i in ids}) == 1
+
+
+async def test_batches_in_one_transaction_get_distinct_ids_each_rising_and_skipped_dedupe_keys_leave_gaps(
+    conn: asyncpg.Connection,
+) -> None:
+    async with conn.transaction():  # one now(): the batches share the millisecond, not the random head
+        first = await queue.enqueue_many(conn, [NewJob("noop", dedupe_key=f"a{i}") for i in range(300)])
+        second = await queue.enqueue_many(conn, [NewJob("noop") for _ in range(300)])
+        third = await queue.enqueue_many(
+            conn, [NewJob("noop", dedupe_key="a7"), *(NewJob("noop", dedupe_key=f"c{i}") for i in range(299))])
+    assert len(first) == len(second) == 300 and len(third) == 299  # a7 is taken
+    for batch in (first, second, third):
+        assert batch == sorted(batch)
+    assert len({*first, *second, *third}) == 899
+    assert len({i.int >> 32 for i in (*first, *second, *third)}) == 3
+    stored = {r["id"]: r["dedupe_key"] for r in await conn.fetch("SELECT id, dedupe_key FROM job_queue")}
+    assert [stored[i] for i in third] == [f"c{i}" for i in range(299)]
+
+
+async def test_a_batch_at_one_priority_and_run_at_is_claimed_in_the_batchs_order(conn: asyncpg.Connection) -> None:
+    ids = await queue.enqueue_many(conn, [NewJob("noop", {"i": i}) for i in range(200)])
+    claimed = await queue.claim(conn, worker_id="w", task_types=["noop"], limit=200, lease_s=30)
+    assert [j.payload["i"] for j in claimed] == list(range(200))
+    assert [j.id for j in claimed] == ids
 
 
 async def test_ids_stored_before_migration_015_are_kept_and_later_jobs_get_time_ordered_ones(

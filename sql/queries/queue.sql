@@ -20,13 +20,15 @@ LIMIT 1;
 -- encoded a second time by the driver), $3 run_at, $4 priorities, $5 max_attempts, $6 dedupe keys. An array the
 -- client sends as null is a column the whole batch shares: $3 null is now(), $1 $4 $5 null take the batch's one
 -- value from $7 task type, $8 priority, $9 max_attempts (one value sent, not one per job). Returns the created ids,
--- in the batch's order, as one array (a row per job is a record for the client to decode per job).
+-- in the batch's order, as one array (a row per job is a record for the client to decode per job). The ids rise in
+-- the batch's order (migration 020: job_queue_uuidv7_nth, one head per statement, evaluated once).
 WITH ins AS (
-    INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts, dedupe_key)
-    SELECT coalesce(t.task_type, $7::text), t.payload::jsonb, coalesce(t.run_at, now()),
+    INSERT INTO job_queue (id, task_type, payload, run_at, priority, max_attempts, dedupe_key)
+    SELECT job_queue_uuidv7_nth((SELECT job_queue_uuidv7_head()), t.n),
+           coalesce(t.task_type, $7::text), t.payload::jsonb, coalesce(t.run_at, now()),
            coalesce(t.priority, $8::int), coalesce(t.max_attempts, $9::int), t.dedupe_key
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[])
-        AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key)
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[], $6::text[]) WITH ORDINALITY
+        AS t (task_type, payload, run_at, priority, max_attempts, dedupe_key, n)
     ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id
 )
@@ -36,11 +38,12 @@ SELECT array_agg(id) FROM ins;
 -- enqueue_many for a batch without any dedupe key: the same parameters but $6, and no ON CONFLICT clause, which
 -- no row could meet (the dedupe index holds only rows with a key) but which makes each row's insert speculative.
 WITH ins AS (
-    INSERT INTO job_queue (task_type, payload, run_at, priority, max_attempts)
-    SELECT coalesce(t.task_type, $6::text), t.payload::jsonb, coalesce(t.run_at, now()),
+    INSERT INTO job_queue (id, task_type, payload, run_at, priority, max_attempts)
+    SELECT job_queue_uuidv7_nth((SELECT job_queue_uuidv7_head()), t.n),
+           coalesce(t.task_type, $6::text), t.payload::jsonb, coalesce(t.run_at, now()),
            coalesce(t.priority, $7::int), coalesce(t.max_attempts, $8::int)
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[])
-        AS t (task_type, payload, run_at, priority, max_attempts)
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::int[]) WITH ORDINALITY
+        AS t (task_type, payload, run_at, priority, max_attempts, n)
     RETURNING id
 )
 SELECT array_agg(id) FROM ins;

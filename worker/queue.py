@@ -102,9 +102,11 @@ async def enqueue(conn: Executor, job: NewJob) -> Enqueued:
 
 async def enqueue_many(conn: Executor, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
     """Insert a batch in one statement; returns the ids created, in the batch's order (jobs with a taken dedupe
-    key are skipped). Each payload is encoded once (its checked JSON text goes to the database as is), each
-    distinct task type validated once; a column the whole batch shares goes as one value, not an array, and a
-    batch without dedupe keys as a plain insert (queue.sql, enqueue_many; tests/test_queue.py)."""
+    key are skipped). The ids rise in the batch's order, so a batch at one priority and run_at is claimed in
+    that order (migration 020; tests/test_ids.py). Each payload is encoded once (its checked JSON text goes to
+    the database as is), each distinct task type validated once; a column the whole batch shares goes as one
+    value, not an array, and a batch without dedupe keys as a plain insert (queue.sql, enqueue_many;
+    tests/test_queue.py)."""
     if not jobs:
         return []
     task_types: set[str] = set()

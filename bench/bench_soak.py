@@ -29,9 +29,10 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
+from pydantic import TypeAdapter, ValidationError
 
 from bench import pg_statements
 from bench.soak_daemon import FINISHED, PENDING, Daemon, drain, reset
@@ -41,6 +42,7 @@ from worker import db, queue
 from worker.cli.pgcluster import Cluster, throwaway_cluster
 from worker.migrate import migrate
 from worker.queue import NewJob
+from worker.settings import Settings
 
 USER, PASSWORD, DBNAME = "soak", "soak-Pa55word", "soak"
 
@@ -334,11 +336,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rate must be positive")
     if not all(0 < s <= 2 for s in args.shares) or args.minutes <= 0 or args.interval <= 0:
         p.error("--shares must be in (0, 2], --minutes and --interval positive")
-    # Checked here, not left to the daemon: a setting it refuses would only show as restarts in every row.
-    if args.cleanup_duty_cycle_percent is not None and not 0 < args.cleanup_duty_cycle_percent <= 100:
-        p.error("--cleanup-duty-cycle-percent must be in (0, 100]")
-    if args.cleanup_spread_s is not None and not 0 <= args.cleanup_spread_s <= 86400:
-        p.error("--cleanup-spread-s must be in [0, 86400]")
+    # Checked here against the daemon's own field, not left to the daemon: a setting it refuses would only show
+    # as restarts in every row.
+    for field in ("cleanup_duty_cycle_percent", "cleanup_spread_s"):
+        value = getattr(args, field)
+        try:
+            if value is not None:
+                TypeAdapter(Annotated[float, Settings.model_fields[field]]).validate_python(value)
+        except ValidationError as exc:
+            p.error(f"--{field.replace('_', '-')} must be in the daemon's range: {exc.errors()[0]['msg']}")
     for name in ("drain_jobs", "drain_runs", "burst_jobs", "burst_finished", "burst_runs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -103,7 +103,10 @@ def test_bench_soak_rejects_a_bad_share_with_exit_code_2() -> None:
     assert proc.returncode == 2 and "--shares" in proc.stderr
 
 
-@pytest.mark.parametrize(("option", "value"), [("--cleanup-spread-s", "-1"), ("--cleanup-duty-cycle-percent", "0")])
+@pytest.mark.parametrize(("option", "value"), [
+    ("--cleanup-spread-s", "-1"), ("--cleanup-spread-s", "86401"),
+    ("--cleanup-duty-cycle-percent", "0"), ("--cleanup-duty-cycle-percent", "101"),
+])
 def test_bench_soak_rejects_a_cleanup_setting_the_daemon_would_refuse_with_exit_code_2(option: str, value: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.bench_soak", option, value], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
